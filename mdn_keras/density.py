@@ -1,0 +1,101 @@
+"""The mixture density. Everything that evaluates `log p(y|x)` calls `log_prob`.
+
+    p(y | x) = sum_k pi_k(x) N(y; loc_k(x), diag(scale_k(x)^2)),  pi = softmax(logits)
+
+computed in log space:
+
+    log p(y | x) = logsumexp_k [ log_softmax(logits)_k + log N(y; loc_k, scale_k) ]
+    log N(y; m, s) = -D/2 log(2 pi) - sum_d log s_d - 1/2 sum_d ((y_d - m_d) / s_d)^2
+
+No epsilon is added anywhere: the value is the exact log-density of the
+parameters given. The scale floor lives in the layer's activation
+(`mdn_keras.params.scale_from_raw`), not here.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+from mdn_keras.params import _shape_str, split_params
+from mdn_keras.types import Tensor
+
+
+def check_target(y: Tensor, params: Tensor, output_dim: int) -> Tensor:
+    """Converts `y` to `params.dtype` with shape `(..., D)`, checking shapes statically.
+
+    `y` of shape `(...)` (without the last axis) is accepted when `output_dim == 1`,
+    the shape Keras hands a loss for a 1-D target array.
+    """
+    y = ops.convert_to_tensor(y)
+    y = ops.cast(y, params.dtype)
+    lead = tuple(params.shape[:-1])
+    y_shape = tuple(y.shape)
+    if output_dim == 1 and len(y_shape) == len(lead):
+        y = ops.expand_dims(y, -1)
+        y_shape = tuple(y.shape)
+    ok = len(y_shape) >= 1 and y_shape[-1] in (None, output_dim)
+    if ok:
+        # The leading axes must broadcast against params' leading axes.
+        for a, b in zip(reversed(y_shape[:-1]), reversed(lead)):
+            if a is not None and b is not None and a != b and 1 not in (a, b):
+                ok = False
+    if not ok:
+        raise ValueError(
+            f"Expected a target of shape (..., output_dim) = (..., {output_dim}) "
+            "whose leading axes broadcast with params.shape[:-1] = "
+            f"{_shape_str(lead)}. Received: y.shape={_shape_str(y_shape)}, "
+            f"params.shape={_shape_str(tuple(params.shape))}"
+        )
+    return y
+
+
+def component_log_prob(
+    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int
+) -> Tensor:
+    """Log-density of `y` under each component, weighted by its log mixing weight.
+
+    Args:
+        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        y: `(..., output_dim)` targets (or `(...)` when `output_dim == 1`).
+        output_dim: `D`.
+        num_mixtures: `K`.
+
+    Returns:
+        `(..., K)`: `log pi_k + log N(y; loc_k, scale_k)`. Its `logsumexp` over
+        the last axis is `log_prob`; its softmax is the posterior responsibility
+        of each component for `y`.
+    """
+    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    y = check_target(y, logits, output_dim)
+    z = (ops.expand_dims(y, -2) - loc) / scale
+    log_normal = (
+        -0.5 * ops.sum(ops.square(z), axis=-1)
+        - ops.sum(ops.log(scale), axis=-1)
+        - 0.5 * output_dim * math.log(2.0 * math.pi)
+    )
+    return ops.log_softmax(logits, axis=-1) + log_normal
+
+
+def log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+    """`log p(y | x)` of targets under the mixture an MDN head predicts.
+
+    Args:
+        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        y: `(..., output_dim)` targets whose leading axes broadcast with
+            `params.shape[:-1]`; `(...)` is accepted when `output_dim == 1`.
+        output_dim: `D`, the dimension of `y`.
+        num_mixtures: `K`, the number of components.
+
+    Returns:
+        `(...)`: the log-density, in `params.dtype`. A NaN in `y` or `params`
+        gives NaN for that entry (it is never replaced).
+
+    Raises:
+        ValueError: on a wrongly sized last axis, non-broadcasting leading
+            axes, or non-floating `params`.
+    """
+    return ops.logsumexp(
+        component_log_prob(params, y, output_dim, num_mixtures), axis=-1
+    )

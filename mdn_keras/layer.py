@@ -1,0 +1,167 @@
+"""The `MDN` Keras layer."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+from keras import ops
+
+from mdn_keras.params import (
+    check_positive_int,
+    check_scale_options,
+    params_size,
+    scale_from_raw,
+)
+from mdn_keras.types import Shape, Tensor
+
+
+@keras.saving.register_keras_serializable(package="mdn_keras")
+class MDN(keras.layers.Layer):
+    """Mixture Density Network head: a Gaussian mixture over a `D`-dim target.
+
+    One dense projection (a single matmul) produces
+    `num_mixtures * (2 * output_dim + 1)` values; the scale block goes through
+    a positive, bounded activation. The output is the flat parameter tensor
+    laid out as `[loc (K*D) | scale (K*D) | logits (K)]`
+    (see `mdn_keras.params`); `mdn_keras.split_params` splits it.
+
+    Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`) the
+    head computes in, and returns, float32 (the variable dtype), as Keras
+    recommends for output layers: its logits and log-scales are what the
+    loss exponentiates.
+
+    Args:
+        output_dim: `D`, dimension of the predicted variable.
+        num_mixtures: `K`, number of Gaussian components.
+        scale_activation: how raw values become standard deviations:
+            `"softplus"` (default), `"exp"` (of a clipped log-variance) or
+            `"elu_plus_one"` (keras-mdn-layer's choice). `softplus` is the
+            default because it grows linearly (no overflow for any input), its
+            gradient is bounded by 1, and it never saturates to a zero
+            gradient on the large side, unlike a clipped `exp`.
+        min_scale: floor added to (or clipped into) every scale, `> 0`.
+            Keeps `log(scale)` finite when a component collapses onto
+            duplicated targets. The default 1e-4 is far below the spread of
+            standardised targets; rescale targets whose natural spread is
+            smaller.
+        max_scale: optional ceiling; `None` is unbounded for `softplus` and
+            `elu_plus_one`, 1e4 for `exp`.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer, kernel_constraint,
+        bias_constraint: as for `keras.layers.Dense`.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Input shape:
+        `(batch_size, ..., input_dim)`, any rank >= 1.
+
+    Output shape:
+        `(batch_size, ..., num_mixtures * (2 * output_dim + 1))`.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((1,)),
+    ...     keras.layers.Dense(32, activation="tanh"),
+    ...     mdn_keras.MDN(output_dim=1, num_mixtures=3),
+    ... ])
+    >>> model.compile(optimizer="adam", loss=mdn_keras.MDNLoss(1, 3))
+    """
+
+    def __init__(
+        self,
+        output_dim: int,
+        num_mixtures: int,
+        scale_activation: str = "softplus",
+        min_scale: float = 1e-4,
+        max_scale: Optional[float] = None,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        check_positive_int("output_dim", output_dim)
+        check_positive_int("num_mixtures", num_mixtures)
+        check_scale_options(scale_activation, min_scale, max_scale)
+        if kwargs.get("dtype") is None:
+            policy = keras.config.dtype_policy()
+            if policy.compute_dtype != policy.variable_dtype:
+                kwargs["dtype"] = policy.variable_dtype
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.output_dim = output_dim
+        self.num_mixtures = num_mixtures
+        self.scale_activation = scale_activation
+        self.min_scale = float(min_scale)
+        self.max_scale = None if max_scale is None else float(max_scale)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.params_size = params_size(output_dim, num_mixtures)
+        self.input_spec = keras.layers.InputSpec(min_ndim=1)
+        self.supports_masking = True
+
+    def build(self, input_shape: Shape) -> None:
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                "Expected the last axis of the MDN input to be known. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(input_dim, self.params_size),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(self.params_size,),
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+        self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
+
+    def call(self, inputs: Tensor) -> Tensor:
+        raw = ops.add(ops.matmul(inputs, self.kernel), self.bias)
+        kd = self.num_mixtures * self.output_dim
+        scale = scale_from_raw(
+            raw[..., kd : 2 * kd], self.scale_activation, self.min_scale, self.max_scale
+        )
+        return ops.concatenate([raw[..., :kd], scale, raw[..., 2 * kd :]], axis=-1)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (*tuple(input_shape)[:-1], self.params_size)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "output_dim": self.output_dim,
+            "num_mixtures": self.num_mixtures,
+            "scale_activation": self.scale_activation,
+            "min_scale": self.min_scale,
+            "max_scale": self.max_scale,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "activity_regularizer": keras.regularizers.serialize(
+                self.activity_regularizer
+            ),
+        }
+
+    def get_loss(self, **kwargs: Any) -> "keras.losses.Loss":
+        """An `MDNLoss` for this head's `output_dim` and `num_mixtures`."""
+        from mdn_keras.loss import MDNLoss
+
+        return MDNLoss(self.output_dim, self.num_mixtures, **kwargs)

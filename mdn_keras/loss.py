@@ -1,0 +1,75 @@
+"""The negative log-likelihood loss of an MDN head."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+
+from mdn_keras.density import log_prob
+from mdn_keras.params import check_positive_int
+from mdn_keras.types import Tensor
+
+
+def mdn_nll(y_true: Tensor, y_pred: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+    """Per-example negative log-likelihood `-log p(y_true | y_pred)`.
+
+    Args:
+        y_true: `(..., output_dim)` targets (or `(...)` when `output_dim == 1`).
+        y_pred: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+
+    Returns:
+        `(...)`, not reduced, so masks and per-timestep weights apply.
+    """
+    return -log_prob(y_pred, y_true, output_dim, num_mixtures)
+
+
+@keras.saving.register_keras_serializable(package="mdn_keras")
+class MDNLoss(keras.losses.Loss):
+    """Negative log-likelihood of targets under the mixture an `MDN` predicts.
+
+    `call` returns the exact per-example `-log p(y|x)` (the `D/2 log 2 pi`
+    constant included) computed with log-softmax and log-sum-exp; Keras then
+    applies `reduction`, `sample_weight` and any mask carried by `y_pred`
+    (from `Masking`, `Embedding(mask_zero=True)`, ...), so padded timesteps
+    contribute nothing.
+
+    Args:
+        output_dim: `D`, as given to the `MDN` layer.
+        num_mixtures: `K`, as given to the `MDN` layer.
+        reduction: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
+            `"mean_with_sample_weight"` or `"none"`.
+        name: loss name.
+        dtype: computation dtype; defaults to `keras.config.floatx()`
+            (float32 under mixed precision).
+
+    Call arguments:
+        y_true: `(batch_size, ..., output_dim)`; `(batch_size, ...)` when
+            `output_dim == 1`.
+        y_pred: `(batch_size, ..., num_mixtures * (2 * output_dim + 1))`.
+        sample_weight: optional, broadcastable to `(batch_size, ...)`.
+    """
+
+    def __init__(
+        self,
+        output_dim: int,
+        num_mixtures: int,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: str = "mdn_nll",
+        dtype: Any = None,
+    ) -> None:
+        check_positive_int("output_dim", output_dim)
+        check_positive_int("num_mixtures", num_mixtures)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.output_dim = output_dim
+        self.num_mixtures = num_mixtures
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return mdn_nll(y_true, y_pred, self.output_dim, self.num_mixtures)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "output_dim": self.output_dim,
+            "num_mixtures": self.num_mixtures,
+        }

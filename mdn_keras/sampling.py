@@ -1,0 +1,107 @@
+"""Vectorised sampling from the mixture an MDN head predicts."""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import keras
+from keras import ops
+
+from mdn_keras.params import split_params
+from mdn_keras.types import Seed, Tensor
+
+# Smallest uniform draw for the Gumbel noise: keeps -log(-log(u)) finite.
+_TINY = 1e-20
+
+
+def check_temperature(name: str, value: object) -> None:
+    """Checks a Python-number temperature statically (tensors are taken as given)."""
+    if isinstance(value, bool):
+        ok = False
+    elif isinstance(value, (int, float)):
+        ok = math.isfinite(value) and value >= 0
+    else:
+        return
+    if not ok:
+        raise ValueError(
+            f"Expected `{name}` to be a finite number >= 0. Received: {name}={value!r}"
+        )
+
+
+def split_seed(seed: Seed) -> tuple[Seed, Seed]:
+    """Two independent seeds from one user seed, valid in `jax.jit` and `tf.function`.
+
+    An int gives two fixed ints (so the same int always gives the same draw);
+    a `keras.random.SeedGenerator` is returned twice (it advances on each use);
+    None uses Keras' global generator.
+    """
+    if seed is None or isinstance(seed, keras.random.SeedGenerator):
+        return seed, seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(
+            "Expected `seed` to be an int, a keras.random.SeedGenerator or None. "
+            f"Received: seed={seed!r} of type {type(seed).__name__}"
+        )
+    # A second, decorrelated 32-bit seed (Knuth's multiplicative hash).
+    return seed, (seed * 2654435761 + 1) % (2**32)
+
+
+def gumbel_argmax(logits: Tensor, temperature: Union[float, Tensor], seed: Seed) -> Tensor:
+    """Indices drawn from `Categorical(logits / temperature)` over the last axis.
+
+    Uses the Gumbel-max trick `argmax(logits + temperature * g)`, which equals
+    `argmax(logits / temperature + g)` for `temperature > 0` and is the plain
+    argmax for `temperature == 0`; no division, so no special case.
+    """
+    u = keras.random.uniform(ops.shape(logits), _TINY, 1.0, dtype=logits.dtype, seed=seed)
+    gumbel = -ops.log(-ops.log(u))
+    return ops.argmax(logits + temperature * gumbel, axis=-1)
+
+
+def select_component(values: Tensor, index: Tensor, num_mixtures: int) -> Tensor:
+    """`values[..., index, :]` for `(..., K, D)` values and `(...)` indices, via a one-hot mask."""
+    mask = ops.one_hot(index, num_mixtures, dtype=values.dtype)
+    return ops.sum(ops.expand_dims(mask, -1) * values, axis=-2)
+
+
+def sample(
+    params: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    *,
+    temperature: Union[float, Tensor] = 1.0,
+    sigma_temperature: Union[float, Tensor] = 1.0,
+    seed: Seed = None,
+) -> Tensor:
+    """Draws one sample per row from the mixture in `params`.
+
+    A component is picked from `Categorical(softmax(logits / temperature))`,
+    then a point from `N(loc_k, diag(scale_k^2 * sigma_temperature))`
+    (the convention of World Models and keras-mdn-layer).
+
+    Args:
+        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        output_dim: `D`.
+        num_mixtures: `K`.
+        temperature: `>= 0`; divides the mixing logits. `0` always picks the
+            most probable component, large values pick uniformly.
+        sigma_temperature: `>= 0`; multiplies each component's variance
+            (the scale by `sqrt(sigma_temperature)`). `0` returns the chosen
+            component's mean.
+        seed: an int (the same int gives the same draw), a
+            `keras.random.SeedGenerator`, or None (Keras' global generator;
+            not allowed inside `jax.jit`).
+
+    Returns:
+        `(..., D)` samples in `params.dtype`.
+    """
+    check_temperature("temperature", temperature)
+    check_temperature("sigma_temperature", sigma_temperature)
+    seed_component, seed_noise = split_seed(seed)
+    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    index = gumbel_argmax(logits, temperature, seed_component)
+    mean = select_component(loc, index, num_mixtures)
+    std = select_component(scale, index, num_mixtures)
+    noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed_noise)
+    return mean + std * ops.sqrt(ops.cast(sigma_temperature, mean.dtype)) * noise
