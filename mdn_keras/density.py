@@ -18,7 +18,7 @@ import math
 
 from keras import ops
 
-from mdn_keras.params import _shape_str, split_params
+from mdn_keras.params import _shape_str, check_params, split_params
 from mdn_keras.types import Tensor
 
 
@@ -67,8 +67,9 @@ def component_log_prob(
         the last axis is `log_prob`; its softmax is the posterior responsibility
         of each component for `y`.
     """
+    params = check_params(params, output_dim, num_mixtures)
+    y = check_target(y, params, output_dim)
     logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    y = check_target(y, logits, output_dim)
     z = (ops.expand_dims(y, -2) - loc) / scale
     log_normal = (
         -0.5 * ops.sum(ops.square(z), axis=-1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import keras
 from keras import ops
 
 from mdn_keras.types import Shape, Tensor
@@ -50,10 +51,11 @@ def check_params(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
     """Converts `params` to a floating tensor and checks its last axis statically."""
     size = params_size(output_dim, num_mixtures)
     params = ops.convert_to_tensor(params)
-    if not _is_float(params.dtype):
+    dtype = keras.backend.standardize_dtype(params.dtype)
+    if "float" not in dtype:
         raise ValueError(
             "Expected `params` to be a floating-point tensor. "
-            f"Received: params.dtype={params.dtype}"
+            f"Received: params.dtype={dtype}"
         )
     shape = tuple(params.shape)
     if len(shape) < 1 or (shape[-1] is not None and shape[-1] != size):
@@ -77,11 +79,6 @@ def lead_shape(x: Tensor, n_trailing: int) -> tuple:
     if unknown == 1:
         return tuple(-1 if dim is None else dim for dim in static)
     return tuple(ops.shape(x))[: len(static)]
-
-
-def _is_float(dtype: object) -> bool:
-    name = str(dtype).split(".")[-1]
-    return "float" in name
 
 
 def split_params(
@@ -192,7 +189,7 @@ def scale_from_raw(
     if scale_activation == "softplus":
         scale = ops.softplus(raw) + min_scale
     else:
-        scale = ops.elu(raw) + (1.0 + min_scale)
+        scale = ops.elu(raw) + 1.0 + min_scale
     if max_scale is not None:
         scale = ops.minimum(scale, max_scale)
     return scale

@@ -1,0 +1,49 @@
+"""Small per-backend helpers for tests: gradients and compiled functions."""
+
+import keras
+import numpy as np
+
+BACKEND = keras.backend.backend()
+
+
+def value_and_grad(fn, x):
+    """`(fn(x), d sum(fn(x)) / dx)` as NumPy arrays, for a function of one tensor."""
+    x = np.asarray(x)
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        value, vjp = jax.vjp(fn, jnp.asarray(x))
+        (grad,) = vjp(jnp.ones_like(value))
+        return np.asarray(value), np.asarray(grad)
+    if BACKEND == "torch":
+        import torch
+
+        xt = torch.tensor(x, requires_grad=True)
+        value = fn(xt)
+        value.sum().backward()
+        return value.detach().cpu().numpy(), xt.grad.cpu().numpy()
+    import tensorflow as tf
+
+    xt = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        value = fn(xt)
+        total = tf.reduce_sum(value)
+    return value.numpy(), tape.gradient(total, xt).numpy()
+
+
+def compiled(fn):
+    """`fn` compiled the backend's way (jax.jit, tf.function); torch runs eagerly."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=False)
+    return fn
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)

@@ -1,0 +1,198 @@
+"""The MDN layer: shapes, activations, models, saving, training, arguments."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import mdn_keras
+from backend_utils import to_numpy
+from reference import np_log_prob
+
+
+@pytest.mark.parametrize("in_shape", [(8, 5), (4, 7, 5), (2, 3, 4, 5)])
+def test_output_shape_for_ranks_2_3_4(in_shape):
+    layer = mdn_keras.MDN(output_dim=3, num_mixtures=4)
+    out = layer(np.random.default_rng(0).normal(size=in_shape).astype("float32"))
+    assert tuple(out.shape) == (*in_shape[:-1], 4 * (2 * 3 + 1))
+    assert layer.compute_output_shape(in_shape) == tuple(out.shape)
+    symbolic = layer(keras.Input(in_shape[1:]))
+    assert tuple(symbolic.shape) == (None, *in_shape[1:-1], 28)
+    assert layer.compute_output_shape((None, *in_shape[1:])) == tuple(symbolic.shape)
+
+
+def test_single_projection_and_scale_floor():
+    layer = mdn_keras.MDN(2, 3, min_scale=1e-3)
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32") * 100
+    out = to_numpy(layer(x))
+    assert [tuple(w.shape) for w in layer.weights] == [(4, 15), (15,)]
+    _, _, scale = (to_numpy(t) for t in mdn_keras.split_params(out, 2, 3))
+    assert scale.min() >= 1e-3
+    raw = x @ to_numpy(layer.kernel) + to_numpy(layer.bias)
+    np.testing.assert_allclose(out[:, :6], raw[:, :6], rtol=1e-5, atol=1e-4)  # loc untouched
+    np.testing.assert_allclose(out[:, 12:], raw[:, 12:], rtol=1e-5, atol=1e-4)  # logits untouched
+
+
+@pytest.mark.parametrize(
+    "activation,expected",
+    [
+        ("softplus", lambda r: np.logaddexp(0, r) + 1e-4),
+        ("exp", lambda r: np.exp(0.5 * np.clip(r, 2 * np.log(1e-4), 2 * np.log(1e4)))),
+        ("elu_plus_one", lambda r: np.where(r > 0, r, np.expm1(np.minimum(r, 0))) + 1 + 1e-4),
+    ],
+)
+def test_scale_activations(activation, expected):
+    raw = np.array([-1e6, -40.0, -3.0, -0.5, 0.0, 0.5, 3.0, 40.0, 1e6], "float64")
+    got = to_numpy(mdn_keras.scale_from_raw(raw, activation))
+    np.testing.assert_allclose(got, expected(raw), rtol=1e-5)
+    assert np.all(got > 0) and np.all(np.isfinite(got))
+
+
+def test_max_scale_caps_every_activation():
+    raw = np.array([-5.0, 0.0, 50.0, 1e6], "float32")
+    for activation in ("softplus", "exp", "elu_plus_one"):
+        got = to_numpy(mdn_keras.scale_from_raw(raw, activation, min_scale=1e-2, max_scale=10.0))
+        assert got.max() <= 10.0 and got.min() >= 1e-2
+
+
+def build_sequential():
+    return keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(16, activation="tanh"), mdn_keras.MDN(1, 3)]
+    )
+
+
+def build_functional():
+    inp = keras.Input((1,))
+    return keras.Model(inp, mdn_keras.MDN(1, 3)(keras.layers.Dense(16, activation="tanh")(inp)))
+
+
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(16, activation="tanh")
+        self.head = mdn_keras.MDN(1, 3)
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
+@pytest.mark.parametrize("build", [build_sequential, build_functional, Subclassed])
+def test_works_in_every_model_style(build):
+    keras.utils.set_random_seed(0)
+    x = np.linspace(-1, 1, 64, dtype="float32")[:, None]
+    y = np.sin(3 * x)
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=mdn_keras.MDNLoss(1, 3))
+    history = model.fit(x, y, epochs=5, batch_size=16, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]
+    assert model.predict(x, verbose=0).shape == (64, 9)
+
+
+def test_save_and_reload_with_safe_mode(tmp_path):
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((3,))
+    out = mdn_keras.MDN(2, 4, scale_activation="exp", min_scale=1e-3, max_scale=50.0,
+                        kernel_regularizer="l2")(keras.layers.Dense(8)(inp))
+    model = keras.Model(inp, out)
+    model.compile(optimizer="adam", loss=mdn_keras.MDNLoss(2, 4, reduction="sum"))
+    x = np.random.default_rng(2).normal(size=(10, 3)).astype("float32")
+    path = os.path.join(tmp_path, "mdn.keras")
+    model.save(path)
+    restored = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    head = restored.layers[-1]
+    assert isinstance(head, mdn_keras.MDN)
+    assert (head.scale_activation, head.min_scale, head.max_scale) == ("exp", 1e-3, 50.0)
+    loss = restored.loss
+    assert isinstance(loss, mdn_keras.MDNLoss)
+    assert (loss.output_dim, loss.num_mixtures, loss.reduction) == (2, 4, "sum")
+
+
+def test_config_round_trip():
+    layer = mdn_keras.MDN(2, 3, scale_activation="elu_plus_one", bias_initializer="ones", name="head")
+    clone = mdn_keras.MDN.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def bishop_data(n, seed):
+    """Bishop's inverse problem: x = y + 0.3 sin(2 pi y) + noise; predict y from x."""
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(0, 1, size=(n, 1))
+    x = y + 0.3 * np.sin(2 * np.pi * y) + rng.uniform(-0.1, 0.1, size=(n, 1))
+    return x.astype("float32"), y.astype("float32")
+
+
+def test_fit_learns_a_multimodal_answer():
+    keras.utils.set_random_seed(3)
+    x, y = bishop_data(2000, 0)
+    xt, yt = bishop_data(500, 1)
+    model = keras.Sequential([
+        keras.Input((1,)),
+        keras.layers.Dense(32, activation="tanh"),
+        keras.layers.Dense(32, activation="tanh"),
+        mdn_keras.MDN(1, 3),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=mdn_keras.MDNLoss(1, 3))
+    before = float(model.evaluate(xt, yt, verbose=0))
+    model.fit(x, y, epochs=40, batch_size=100, verbose=0)
+    after = float(model.evaluate(xt, yt, verbose=0))
+    # The best single Gaussian fit of y|x still has NLL above -0.05 here; three branches get well below.
+    nll_ref = -np_log_prob(model.predict(xt, verbose=0), yt, 1, 3).mean()
+    assert after == pytest.approx(nll_ref, rel=1e-4, abs=1e-4)
+    assert after < before - 0.5
+    assert after < -0.3, after
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_output_is_float32_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        inp = keras.Input((4,))
+        out = mdn_keras.MDN(2, 3)(keras.layers.Dense(8)(inp))
+        model = keras.Model(inp, out)
+        got = model(np.ones((2, 4), "float32"))
+        assert keras.backend.standardize_dtype(got.dtype) == "float32"
+        assert model.layers[-1].compute_dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"output_dim": 0, "num_mixtures": 3}, r"positive integer. Received: output_dim=0"),
+        ({"output_dim": 2, "num_mixtures": 2.5}, r"Received: num_mixtures=2.5"),
+        ({"output_dim": 2, "num_mixtures": 3, "scale_activation": "relu"}, r"Received: scale_activation='relu'"),
+        ({"output_dim": 2, "num_mixtures": 3, "min_scale": 0.0}, r"Received: min_scale=0.0"),
+        ({"output_dim": 2, "num_mixtures": 3, "max_scale": 1e-5}, r"> min_scale.*Received: max_scale=1e-05"),
+    ],
+)
+def test_invalid_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mdn_keras.MDN(**kwargs)
+
+
+def test_wrong_input_shape_raises():
+    layer = mdn_keras.MDN(1, 2)
+    layer(np.zeros((4, 5), "float32"))
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 5.*\(4, 3\)"):
+        layer(np.zeros((4, 3), "float32"))
+
+
+def test_mask_passes_through():
+    inp = keras.Input((None, 2))
+    masked = keras.layers.Masking(0.0)(inp)
+    layer = mdn_keras.MDN(1, 2)
+    x = np.ones((2, 3, 2), "float32")
+    x[0, 2] = 0.0
+    mask = to_numpy(keras.layers.Masking(0.0).compute_mask(x))
+    assert layer.supports_masking
+    np.testing.assert_array_equal(to_numpy(layer.compute_mask(x, ops.convert_to_tensor(mask))), mask)
+    assert keras.Model(inp, layer(masked)).output_shape == (None, None, 6)
+
+
+def test_get_loss_matches_head():
+    loss = mdn_keras.MDN(3, 5).get_loss(reduction="none")
+    assert (loss.output_dim, loss.num_mixtures, loss.reduction) == (3, 5, "none")
