@@ -18,7 +18,7 @@ import math
 
 from keras import ops
 
-from mdn_keras.params import _shape_str, check_params, split_params
+from mdn_keras.params import _shape_str, check_params, lead_shape, split_params
 from mdn_keras.types import Tensor
 
 
@@ -28,10 +28,14 @@ def check_target(y: Tensor, params: Tensor, output_dim: int) -> Tensor:
     `y` of shape `(...)` (without the last axis) is accepted when `output_dim == 1`,
     the shape Keras hands a loss for a 1-D target array.
     """
-    y = ops.convert_to_tensor(y)
-    y = ops.cast(y, params.dtype)
+    y = ops.cast(ops.convert_to_tensor(y), params.dtype)
     lead = tuple(params.shape[:-1])
-    y_shape = tuple(y.shape)
+    try:
+        y_shape = tuple(y.shape)
+    except ValueError:
+        # Unknown rank (a TensorFlow graph fed from an untyped dataset): assume
+        # one target per parameter row, as Keras' own losses do.
+        return ops.reshape(y, (*lead_shape(params, 1), output_dim))
     if output_dim == 1 and len(y_shape) == len(lead):
         y = ops.expand_dims(y, -1)
         y_shape = tuple(y.shape)

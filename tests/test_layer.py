@@ -136,13 +136,12 @@ def test_fit_learns_a_multimodal_answer():
     ])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=mdn_keras.MDNLoss(1, 3))
     before = float(model.evaluate(xt, yt, verbose=0))
-    model.fit(x, y, epochs=40, batch_size=100, verbose=0)
+    model.fit(x, y, epochs=20, batch_size=100, verbose=0)
     after = float(model.evaluate(xt, yt, verbose=0))
-    # The best single Gaussian fit of y|x still has NLL above -0.05 here; three branches get well below.
     nll_ref = -np_log_prob(model.predict(xt, verbose=0), yt, 1, 3).mean()
     assert after == pytest.approx(nll_ref, rel=1e-4, abs=1e-4)
     assert after < before - 0.5
-    assert after < -0.3, after
+    assert after < -0.4, after
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
