@@ -102,12 +102,19 @@ def split_params(
             `num_mixtures * (2 * output_dim + 1)`.
     """
     params = check_params(params, output_dim, num_mixtures)
+    loc_scale = loc_scale_view(params, output_dim, num_mixtures)
+    return split_logits(params, output_dim, num_mixtures), loc_scale[..., 0, :, :], loc_scale[..., 1, :, :]
+
+
+def loc_scale_view(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+    """`(..., 2, K, D)`: `[..., 0]` the means, `[..., 1]` the scales (no checks)."""
     k, d = num_mixtures, output_dim
-    lead = lead_shape(params, 1)
-    loc = ops.reshape(params[..., : k * d], (*lead, k, d))
-    scale = ops.reshape(params[..., k * d : 2 * k * d], (*lead, k, d))
-    logits = params[..., 2 * k * d :]
-    return logits, loc, scale
+    return ops.reshape(params[..., : 2 * k * d], (*lead_shape(params, 1), 2, k, d))
+
+
+def split_logits(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+    """`(..., K)` mixing logits (no checks)."""
+    return params[..., 2 * num_mixtures * output_dim :]
 
 
 def join_params(logits: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
@@ -123,6 +130,12 @@ def join_params(logits: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
             f"(..., K, D). Received: logits.shape={_shape_str(tuple(logits.shape))}, "
             f"loc.shape={_shape_str(tuple(loc.shape))}, "
             f"scale.shape={_shape_str(tuple(scale.shape))}"
+        )
+    dtypes = [keras.backend.standardize_dtype(t.dtype) for t in (loc, scale)]
+    if "float" not in dtypes[0] or dtypes[0] != dtypes[1]:
+        raise ValueError(
+            "Expected `loc` and `scale` to be floating-point tensors of the same dtype. "
+            f"Received: loc.dtype={dtypes[0]}, scale.dtype={dtypes[1]}"
         )
     lead = lead_shape(loc, 2)
     k, d = loc.shape[-2], loc.shape[-1]
@@ -182,6 +195,13 @@ def scale_from_raw(
         `[min_scale, max_scale]`.
     """
     check_scale_options(scale_activation, min_scale, max_scale)
+    if not hasattr(raw, "dtype"):
+        raw = ops.convert_to_tensor(raw)
+    dtype = keras.backend.standardize_dtype(raw.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"Expected `raw` to be a floating-point tensor. Received: raw.dtype={dtype}"
+        )
     if scale_activation == "exp":
         hi = DEFAULT_EXP_MAX_SCALE if max_scale is None else max_scale
         log_var = ops.clip(raw, 2.0 * math.log(min_scale), 2.0 * math.log(hi))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Union
 
 import keras
+import numpy as np
 from keras import ops
 
-from mdn_keras.params import split_params
+from mdn_keras.params import check_params, lead_shape, loc_scale_view, split_logits
 from mdn_keras.types import Seed, Tensor
 
 # Smallest uniform draw for the Gumbel noise: keeps -log(-log(u)) finite.
@@ -16,10 +18,10 @@ _TINY = 1e-20
 
 
 def check_temperature(name: str, value: object) -> None:
-    """Checks a Python-number temperature statically (tensors are taken as given)."""
-    if isinstance(value, bool):
+    """Checks a Python or NumPy number temperature statically (tensors are taken as given)."""
+    if isinstance(value, (bool, np.bool_)):
         ok = False
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, numbers.Real):
         ok = math.isfinite(value) and value >= 0
     else:
         return
@@ -43,6 +45,11 @@ def split_seed(seed: Seed) -> tuple[Seed, Seed]:
             "Expected `seed` to be an int, a keras.random.SeedGenerator or None. "
             f"Received: seed={seed!r} of type {type(seed).__name__}"
         )
+    if not 0 <= seed < 2**32:
+        # JAX's keys take unsigned 32-bit seeds; the other backends would wrap silently.
+        raise ValueError(
+            f"Expected an int `seed` in [0, 2**32). Received: seed={seed}"
+        )
     # A second, decorrelated 32-bit seed (Knuth's multiplicative hash).
     return seed, (seed * 2654435761 + 1) % (2**32)
 
@@ -59,10 +66,39 @@ def gumbel_argmax(logits: Tensor, temperature: Union[float, Tensor], seed: Seed)
     return ops.argmax(logits + temperature * gumbel, axis=-1)
 
 
-def select_component(values: Tensor, index: Tensor, num_mixtures: int) -> Tensor:
-    """`values[..., index, :]` for `(..., K, D)` values and `(...)` indices, via a one-hot mask."""
-    mask = ops.one_hot(index, num_mixtures, dtype=values.dtype)
-    return ops.sum(ops.expand_dims(mask, -1) * values, axis=-2)
+def choose_component(logits: Tensor, temperature: Union[float, Tensor], seed: Seed) -> Tensor:
+    """`(...)` component indices drawn from `Categorical(logits / temperature)`.
+
+    Gumbel-max everywhere except one case: on JAX with a Python-number
+    temperature > 0, `keras.random.categorical` is one fused kernel, while
+    eager Gumbel-max runs six separate passes (2.5x slower outside `jax.jit`;
+    equal inside). PyTorch's categorical (multinomial) is slower than
+    Gumbel-max, so it is not used there. Both draw from the same distribution.
+    """
+    fused = (
+        keras.backend.backend() == "jax"
+        and isinstance(temperature, (int, float))
+        and temperature > 0
+    )
+    if not fused:
+        return gumbel_argmax(logits, temperature, seed)
+    num_mixtures = logits.shape[-1]
+    flat = ops.reshape(logits, (-1, num_mixtures)) / temperature
+    index = keras.random.categorical(flat, 1, seed=seed, dtype="int32")
+    return ops.reshape(index, lead_shape(logits, 1))
+
+
+def select_component(values: Tensor, index: Tensor) -> Tensor:
+    """`values[..., index, :]` for `(..., K, D)` values and `(...)` indices.
+
+    A gather (`take_along_axis`): on CPUs it is several times faster than
+    multiplying by a one-hot mask, and on GPUs it is as fast.
+    Extra axes between the leading ones and `(K, D)` are broadcast: values of
+    shape `(..., M, K, D)` give `(..., M, D)`.
+    """
+    extra = len(values.shape) - len(index.shape)
+    index = ops.reshape(index, (*lead_shape(index, 0), *([1] * extra)))
+    return ops.squeeze(ops.take_along_axis(values, index, axis=-2), axis=-2)
 
 
 def sample(
@@ -89,7 +125,7 @@ def sample(
         sigma_temperature: `>= 0`; multiplies each component's variance
             (the scale by `sqrt(sigma_temperature)`). `0` returns the chosen
             component's mean.
-        seed: an int (the same int gives the same draw), a
+        seed: an int in [0, 2**32) (the same int gives the same draw), a
             `keras.random.SeedGenerator`, or None (Keras' global generator;
             not allowed inside `jax.jit`).
 
@@ -99,9 +135,12 @@ def sample(
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
     seed_component, seed_noise = split_seed(seed)
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    index = gumbel_argmax(logits, temperature, seed_component)
-    mean = select_component(loc, index, num_mixtures)
-    std = select_component(scale, index, num_mixtures)
+    params = check_params(params, output_dim, num_mixtures)
+    index = choose_component(
+        split_logits(params, output_dim, num_mixtures), temperature, seed_component
+    )
+    # One gather for both: (..., 2, K, D) -> (..., 2, D).
+    chosen = select_component(loc_scale_view(params, output_dim, num_mixtures), index)
+    mean, std = chosen[..., 0, :], chosen[..., 1, :]
     noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed_noise)
     return mean + std * ops.sqrt(ops.cast(sigma_temperature, mean.dtype)) * noise
