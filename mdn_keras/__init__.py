@@ -1,22 +1,49 @@
 """Mixture Density Network heads for Keras 3 (TensorFlow, JAX and PyTorch)."""
 
 from mdn_keras.density import component_log_prob, log_prob
+from mdn_keras.distributions import to_distribution, to_tfp
 from mdn_keras.layer import MDN
 from mdn_keras.loss import MDNLoss, mdn_nll
+from mdn_keras.mixture import Mixture
 from mdn_keras.params import join_params, params_size, scale_from_raw, split_params
+from mdn_keras.generation import build_mdn_rnn, make_step_model, rollout
 from mdn_keras.sampling import sample
+from mdn_keras.statistics import (
+    mixture_cdf,
+    mixture_mean,
+    mixture_mode,
+    mixture_quantile,
+    mixture_stddev,
+    mixture_variance,
+    most_probable_component_mean,
+    prediction_interval,
+)
 from mdn_keras.version import __version__
 
 __all__ = [
     "MDN",
     "MDNLoss",
+    "Mixture",
     "__version__",
+    "build_mdn_rnn",
     "component_log_prob",
     "join_params",
     "log_prob",
+    "make_step_model",
     "mdn_nll",
+    "mixture_cdf",
+    "mixture_mean",
+    "mixture_mode",
+    "mixture_quantile",
+    "mixture_stddev",
+    "mixture_variance",
+    "most_probable_component_mean",
     "params_size",
+    "prediction_interval",
+    "rollout",
     "sample",
     "scale_from_raw",
     "split_params",
+    "to_distribution",
+    "to_tfp",
 ]

@@ -165,3 +165,16 @@ class MDN(keras.layers.Layer):
         from mdn_keras.loss import MDNLoss
 
         return MDNLoss(self.output_dim, self.num_mixtures, **kwargs)
+
+    def mixture(self, params: Tensor) -> "Mixture":  # noqa: F821
+        """The `mdn_keras.Mixture` of this head's output `params`.
+
+        Args:
+            params: `(..., num_mixtures * (2 * output_dim + 1))`, this layer's output.
+
+        Returns:
+            `Mixture(params, self.output_dim, self.num_mixtures)`.
+        """
+        from mdn_keras.mixture import Mixture
+
+        return Mixture(params, self.output_dim, self.num_mixtures)

@@ -1,0 +1,408 @@
+"""Mixture statistics against float64 NumPy/SciPy references, on every backend."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from reference import np_log_prob, np_split, random_params
+from scipy import optimize, special, stats
+
+import mdn_keras
+from mdn_keras import (
+    mixture_cdf,
+    mixture_mean,
+    mixture_mode,
+    mixture_quantile,
+    mixture_stddev,
+    mixture_variance,
+    most_probable_component_mean,
+    prediction_interval,
+)
+from mdn_keras.params import join_params
+
+BACKEND = keras.backend.backend()
+BATCH_SHAPES = [(), (10,), (4, 6)]
+
+
+def to_np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def compute(fn, *args):
+    """`fn(*args)` as NumPy (a tuple stays a tuple).
+
+    On JAX the function runs under `jax.jit`: that checks the statistics are
+    jit-friendly, and one compilation is much faster than JAX's op-by-op
+    eager mode on a new shape. TensorFlow and PyTorch run eagerly.
+    """
+    if BACKEND == "jax":
+        import jax
+
+        fn = jax.jit(fn)
+    out = fn(*args)
+    return tuple(to_np(t) for t in out) if isinstance(out, (tuple, list)) else to_np(out)
+
+
+# --- float64 references, written without the package ----------------------------
+
+
+def np_moments(params, d, k):
+    logits, loc, scale = np_split(params, d, k)
+    pi = special.softmax(logits, axis=-1)
+    mean = np.zeros(loc.shape[:-2] + (d,))
+    second = np.zeros_like(mean)
+    for j in range(k):
+        mean += pi[..., j, None] * loc[..., j, :]
+        second += pi[..., j, None] * (scale[..., j, :] ** 2 + loc[..., j, :] ** 2)
+    return mean, second - mean**2
+
+
+def np_cdf_row(logits, loc, scale, y):
+    """Float64 CDF of one 1-D mixture row (`(K,)` parts) at points `y`."""
+    pi = special.softmax(logits)
+    y = np.asarray(y, np.float64)[..., None]
+    return np.sum(pi * stats.norm.cdf(y, loc, scale), axis=-1)
+
+
+def np_quantile_row(logits, loc, scale, q):
+    lo = np.min(loc - 50 * scale)
+    hi = np.max(loc + 50 * scale)
+    return optimize.brentq(
+        lambda t: np_cdf_row(logits, loc, scale, t) - q, lo, hi, xtol=1e-12, rtol=1e-14
+    )
+
+
+def np_logp_row(logits, loc, scale, x):
+    """Float64 log-density of one `(K, D)` mixture row at points `x` of shape `(N, D)`."""
+    log_pi = logits - special.logsumexp(logits)
+    z = (x[:, None, :] - loc) / scale
+    log_n = -0.5 * np.sum(z**2, -1) - np.sum(np.log(scale), -1) - 0.5 * loc.shape[-1] * math.log(
+        2 * math.pi
+    )
+    return special.logsumexp(log_pi + log_n, axis=-1)
+
+
+def np_best_mode_row(logits, loc, scale):
+    """Highest log-density a float64 BFGS finds from every component mean."""
+    best = -np.inf
+    for start in loc:
+        res = optimize.minimize(
+            lambda x: -np_logp_row(logits, loc, scale, x[None])[0], start, method="BFGS",
+            options={"gtol": 1e-10},
+        )
+        best = max(best, -res.fun)
+    return best
+
+
+def rows_1d(params, k):
+    logits, loc, scale = np_split(params, 1, k)
+    lead = logits.shape[:-1]
+    return lead, logits, loc[..., 0], scale[..., 0]
+
+
+# --- mean, variance, stddev, most probable component ---------------------------
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+@pytest.mark.parametrize("d,k", [(1, 4), (3, 2)])
+def test_moments_match_reference(batch, d, k, rng):
+    params = random_params(rng, batch, d, k)
+    ref_mean, ref_var = np_moments(params, d, k)
+    mean, var, std = compute(
+        lambda p: (mixture_mean(p, d, k), mixture_variance(p, d, k), mixture_stddev(p, d, k)),
+        params,
+    )
+    assert mean.shape == var.shape == std.shape == (*batch, d)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(var, ref_var, rtol=1e-5)
+    np.testing.assert_allclose(std, np.sqrt(ref_var), rtol=1e-5)
+
+
+def test_variance_of_a_single_component_is_its_scale_squared(rng):
+    params = random_params(rng, (7,), 2, 1)
+    _, loc, scale = np_split(params, 2, 1)
+    mean, var = compute(lambda p: (mixture_mean(p, 2, 1), mixture_variance(p, 2, 1)), params)
+    np.testing.assert_allclose(mean, loc[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(var, scale[:, 0] ** 2, rtol=1e-6)
+
+
+def test_variance_is_exact_far_from_the_origin():
+    # Two components at 1e4 +- 1 with scale 0.1: E[y^2] - E[y]^2 would lose
+    # everything in float32; the law of total variance gives 1 + 0.01 exactly.
+    params = join_params(
+        np.zeros((2,), np.float32),
+        np.array([[1e4 - 1.0], [1e4 + 1.0]], np.float32),
+        np.full((2, 1), 0.1, np.float32),
+    )
+    var = compute(lambda p: mixture_variance(p, 1, 2), params)
+    np.testing.assert_allclose(var, [1.01], rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+def test_most_probable_component_mean(batch, rng):
+    params = random_params(rng, batch, 2, 3)
+    logits, loc, _ = np_split(params, 2, 3)
+    want = np.take_along_axis(loc, np.argmax(logits, -1)[..., None, None], axis=-2)[..., 0, :]
+    got = compute(lambda p: most_probable_component_mean(p, 2, 3), params)
+    assert got.shape == (*batch, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+# --- mode -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+@pytest.mark.parametrize("d", [1, 2])
+def test_mode_beats_every_component_mean_and_a_float64_optimiser(batch, d, rng):
+    k = 3
+    params = random_params(rng, batch, d, k)
+    mode = compute(lambda p: mixture_mode(p, d, k), params)
+    assert mode.shape == (*batch, d)
+    logits, loc, scale = np_split(params, d, k)
+    for idx in np.ndindex(*batch):
+        row = logits[idx], loc[idx], scale[idx]
+        at_mode = np_logp_row(*row, mode[idx][None].astype(np.float64))[0]
+        at_means = np_logp_row(*row, loc[idx])
+        assert at_mode >= at_means.max() - 1e-6
+        if d == 2 and len(batch) == 2 and idx[1] > 1:
+            continue  # the BFGS reference is slow; eight 2-D rows of this batch suffice
+        assert at_mode >= np_best_mode_row(*row) - 1e-5
+
+
+def test_mode_of_well_separated_mixture_is_the_highest_peak_not_the_heaviest_weight():
+    # Component 0 has the largest weight (0.6) but a wide scale, so its peak
+    # 0.6 / (2 pi 2^2) is below component 1's 0.3 / (2 pi 0.5^2); the true mode
+    # is component 1's mean (neighbours 10+ scales away shift it by < 1e-20).
+    loc = np.array([[-10.0, 0.0], [3.0, 4.0], [12.0, -9.0]], np.float32)
+    scale = np.array([[2.0, 2.0], [0.5, 0.5], [1.0, 1.0]], np.float32)
+    logits = np.log(np.array([0.6, 0.3, 0.1], np.float32))
+    params = join_params(logits, loc, scale)
+    np.testing.assert_allclose(compute(lambda p: mixture_mode(p, 2, 3), params), loc[1], atol=1e-5)
+    np.testing.assert_allclose(to_np(most_probable_component_mean(params, 2, 3)), loc[0])
+
+
+def test_mode_between_overlapping_components_is_not_a_component_mean():
+    # Two equal unit components at -0.5 and +0.5 merge into one peak at 0
+    # (a symmetric mixture with separation < 2 scales is unimodal), and with a
+    # third far-away light component it stays the global mode.
+    loc = np.array([[-0.5], [0.5], [20.0]], np.float32)
+    scale = np.array([[1.0], [1.0], [1.0]], np.float32)
+    logits = np.log(np.array([0.45, 0.45, 0.1], np.float32))
+    params = join_params(logits, loc, scale)
+    np.testing.assert_allclose(compute(lambda p: mixture_mode(p, 1, 3), params), [0.0], atol=1e-5)
+
+
+# --- cdf, quantile, interval ----------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+def test_cdf_matches_reference(batch, rng):
+    k = 4
+    params = random_params(rng, batch, 1, k)
+    y = rng.normal(0, 3, size=batch).astype(np.float32)
+    lead, logits, loc, scale = rows_1d(params, k)
+    want = np.zeros(lead)
+    for idx in np.ndindex(*lead):
+        want[idx] = np_cdf_row(logits[idx], loc[idx], scale[idx], y[idx])
+    got, got_trailing = compute(
+        lambda p, y: (mixture_cdf(p, y, 1, k), mixture_cdf(p, y[..., None], 1, k)), params, y
+    )
+    assert got.shape == batch
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    # A trailing axis of size 1 is the same target.
+    np.testing.assert_allclose(got_trailing, got)
+
+
+def test_cdf_limits_and_monotonicity(rng):
+    params = random_params(rng, (), 1, 3)
+    ys = np.linspace(-60, 60, 401).astype(np.float32)
+    got = compute(lambda p, y: mixture_cdf(p, y, 1, 3), params[None], ys[:, None])
+    assert got[0] == 0.0 and got[-1] == pytest.approx(1.0, abs=1e-6)
+    assert np.all(np.diff(got) >= -1e-7)
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+def test_quantile_matches_brentq(batch, rng):
+    k = 4
+    params = random_params(rng, batch, 1, k)
+    q = rng.uniform(0.02, 0.98, size=batch).astype(np.float32)
+    got = compute(lambda p, q: mixture_quantile(p, q, 1, k), params, q)
+    assert got.shape == batch
+    lead, logits, loc, scale = rows_1d(params, k)
+    for idx in np.ndindex(*lead):
+        row = logits[idx], loc[idx], scale[idx]
+        want = np_quantile_row(*row, float(q[idx]))
+        # In q units: the float64 CDF at our answer is q to float32 CDF precision.
+        assert abs(np_cdf_row(*row, got[idx]) - q[idx]) < 2e-6
+        density = np.sum(special.softmax(row[0]) * stats.norm.pdf(want, row[1], row[2]))
+        # In y units: the CDF error divided by the density, plus float32 spacing.
+        assert abs(got[idx] - want) < 2e-6 / density + 1e-5 * (1 + abs(want))
+
+
+def test_quantile_broadcasts_q_against_the_batch(rng):
+    k = 3
+    params = random_params(rng, (4, 6), 1, k)
+    qs = np.array([0.05, 0.5, 0.95], np.float32).reshape(3, 1, 1)
+    got, scalar = compute(
+        lambda p, q: (mixture_quantile(p, q, 1, k), mixture_quantile(p, 0.5, 1, k)), params, qs
+    )
+    assert got.shape == (3, 4, 6)
+    assert np.all(np.diff(got, axis=0) > 0)
+    np.testing.assert_allclose(got[1], scalar, atol=1e-6)
+    lead, logits, loc, scale = rows_1d(params, k)
+    for idx in [(0, 0), (3, 5), (2, 1)]:
+        for i, qv in enumerate([0.05, 0.5, 0.95]):
+            want = np_quantile_row(logits[idx], loc[idx], scale[idx], qv)
+            assert abs(got[(i, *idx)] - want) < 1e-4
+
+
+def test_quantile_in_the_far_tails(rng):
+    k = 3
+    params = random_params(rng, (10,), 1, k)
+    qs = np.array([[1e-5], [1 - 1e-5]], np.float32)
+    got = compute(lambda p, q: mixture_quantile(p, q, 1, k), params, qs)
+    assert got.shape == (2, 10)
+    lead, logits, loc, scale = rows_1d(params, k)
+    for i in range(2):
+        for j in range(10):
+            row = logits[j], loc[j], scale[j]
+            assert abs(np_cdf_row(*row, got[i, j]) - qs[i, 0]) < 1e-6
+            want = np_quantile_row(*row, float(qs[i, 0]))
+            density = np.sum(special.softmax(row[0]) * stats.norm.pdf(want, row[1], row[2]))
+            # float32 resolves the CDF near 0 and 1 to ~6e-8 absolute (documented).
+            assert abs(got[i, j] - want) < 2e-7 / density + 1e-5 * (1 + abs(want))
+
+
+def test_quantile_inverts_cdf(rng):
+    params = random_params(rng, (10,), 1, 3)
+    q = rng.uniform(0.01, 0.99, size=(10,)).astype(np.float32)
+    cdf = compute(lambda p, q: mixture_cdf(p, mixture_quantile(p, q, 1, 3), 1, 3), params, q)
+    np.testing.assert_allclose(cdf, q, atol=2e-6)
+
+
+@pytest.mark.parametrize("batch", [(), (4, 6)])
+def test_prediction_interval_coverage(batch, rng):
+    k = 3
+    params = random_params(rng, batch, 1, k)
+    lower, upper = compute(lambda p: prediction_interval(p, 0.9, 1, k), params)
+    assert lower.shape == upper.shape == batch
+    assert np.all(lower < upper)
+    lead, logits, loc, scale = rows_1d(params, k)
+    for idx in np.ndindex(*lead):
+        row = logits[idx], loc[idx], scale[idx]
+        assert np_cdf_row(*row, lower[idx]) == pytest.approx(0.05, abs=2e-6)
+        assert np_cdf_row(*row, upper[idx]) == pytest.approx(0.95, abs=2e-6)
+    # Monte-Carlo coverage of draws from the float64 mixture.
+    n = 20000
+    sample_rng = np.random.default_rng(0)
+    for idx in list(np.ndindex(*lead))[:3]:
+        pi = special.softmax(logits[idx])
+        comp = sample_rng.choice(k, size=n, p=pi)
+        draws = sample_rng.normal(loc[idx][comp], scale[idx][comp])
+        inside = np.mean((draws >= lower[idx]) & (draws <= upper[idx]))
+        assert abs(inside - 0.9) < 5 * math.sqrt(0.09 / n)
+
+
+def test_interval_of_one_gaussian_is_mean_plus_minus_z(rng):
+    params = join_params(
+        np.zeros((5, 1), np.float32),
+        rng.normal(size=(5, 1, 1)).astype(np.float32),
+        rng.uniform(0.5, 2, size=(5, 1, 1)).astype(np.float32),
+    )
+    _, loc, scale = np_split(params, 1, 1)
+    lower, upper = compute(lambda p: prediction_interval(p, 0.8, 1, 1), params)
+    z = stats.norm.ppf(0.9)
+    np.testing.assert_allclose(lower, loc[:, 0, 0] - z * scale[:, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(upper, loc[:, 0, 0] + z * scale[:, 0, 0], atol=1e-5)
+
+
+# --- compiled -------------------------------------------------------------------
+
+
+@pytest.mark.jax_only
+def test_statistics_under_jax_jit(rng):
+    import jax
+
+    params = random_params(rng, (4, 6), 1, 3)
+    q = np.float32(0.3)
+
+    @jax.jit
+    def all_stats(p, q):
+        mix = mdn_keras.Mixture(p, 1, 3)
+        return mix.mode(), mix.quantile(q), mix.interval(0.9), mix.variance()
+
+    mode, quantile, (lower, upper), var = all_stats(params, q)
+    eager = to_np(mixture_mode(params, 1, 3))  # JAX's op-by-op path
+    np.testing.assert_allclose(
+        np_log_prob(params, np.asarray(mode), 1, 3), np_log_prob(params, eager, 1, 3), atol=1e-6
+    )
+    np.testing.assert_allclose(np.asarray(mode), eager, atol=1e-3)
+    _, logits, loc, scale = rows_1d(params, 3)
+    cdf = np.sum(
+        special.softmax(logits, -1) * stats.norm.cdf(np.asarray(quantile)[..., None], loc, scale),
+        axis=-1,
+    )
+    np.testing.assert_allclose(cdf, 0.3, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(var), np_moments(params, 1, 3)[1], rtol=1e-5)
+    assert np.all(np.asarray(lower) < np.asarray(upper))
+
+
+@pytest.mark.tensorflow_only
+def test_statistics_under_tf_function(rng):
+    import tensorflow as tf
+
+    params = random_params(rng, (4, 6), 2, 3)
+    mode = tf.function(lambda p: mixture_mode(p, 2, 3))(tf.constant(params)).numpy()
+    eager = to_np(mixture_mode(params, 2, 3))
+    # Equal up to float32 noise in the log-densities that pick the best start.
+    np.testing.assert_allclose(
+        np_log_prob(params, mode, 2, 3), np_log_prob(params, eager, 2, 3), atol=1e-6
+    )
+    np.testing.assert_allclose(mode, eager, atol=1e-3)
+    params1 = random_params(rng, (5,), 1, 3)
+    quantile = tf.function(lambda p: mixture_quantile(p, 0.7, 1, 3))(tf.constant(params1))
+    np.testing.assert_allclose(
+        to_np(mixture_cdf(params1, quantile.numpy(), 1, 3)), 0.7, atol=2e-6
+    )
+
+
+# --- argument errors ------------------------------------------------------------
+
+
+def test_one_dimensional_functions_reject_other_output_dims(rng):
+    params = random_params(rng, (3,), 2, 2)
+    y = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"output_dim == 1\. Received: output_dim=2"):
+        mixture_cdf(params, y, 2, 2)
+    with pytest.raises(ValueError, match=r"mixture_quantile.*output_dim=2"):
+        mixture_quantile(params, 0.5, 2, 2)
+    with pytest.raises(ValueError, match=r"prediction_interval.*output_dim=2"):
+        prediction_interval(params, 0.9, 2, 2)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5, -0.1, True, np.array([0.2, 1.0])])
+def test_quantile_and_interval_reject_probabilities_outside_0_1(bad, rng):
+    params = random_params(rng, (2,), 1, 2)
+    with pytest.raises(ValueError, match=r"Expected `q` in the open interval \(0, 1\)"):
+        mixture_quantile(params, bad, 1, 2)
+    with pytest.raises(ValueError, match=r"Expected `coverage` in the open interval"):
+        prediction_interval(params, bad, 1, 2)
+
+
+def test_shape_and_option_errors(rng):
+    params = random_params(rng, (3,), 1, 2)
+    with pytest.raises(ValueError, match=r"y.shape=\(3, 2\)"):
+        mixture_cdf(params, np.zeros((3, 2), np.float32), 1, 2)
+    with pytest.raises(ValueError, match=r"params.shape=\(3, 6\)"):
+        mixture_mean(params, 1, 3)
+    with pytest.raises(ValueError, match=r"params.shape=\(3, 6\)"):
+        mixture_mode(params, 2, 2)
+    with pytest.raises(ValueError, match="num_iterations=0"):
+        mixture_mode(params, 1, 2, num_iterations=0)
+    with pytest.raises(ValueError, match="tolerance=-1"):
+        mixture_mode(params, 1, 2, tolerance=-1.0)
+    with pytest.raises(ValueError, match="num_iterations=2.5"):
+        mixture_quantile(params, 0.5, 1, 2, num_iterations=2.5)
+    with pytest.raises(ValueError, match="floating-point"):
+        mixture_variance(np.zeros((3, 6), np.int32), 1, 2)
