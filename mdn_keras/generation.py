@@ -31,7 +31,7 @@ from keras import ops
 
 from mdn_keras.layer import MDN
 from mdn_keras.params import _shape_str, check_positive_int, params_size
-from mdn_keras.sampling import check_temperature, sample
+from mdn_keras.sampling import check_temperature, sample, split_seed
 from mdn_keras.types import Seed, Tensor
 
 _UNSUPPORTED_WRAPPERS = ("Bidirectional", "TimeDistributed")
@@ -258,16 +258,6 @@ def _seed_generator(seed: Seed) -> Seed:
     return seed
 
 
-def _check_seed(seed: Seed) -> None:
-    if seed is None or isinstance(seed, keras.random.SeedGenerator):
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(
-            "Expected `seed` to be an int, a keras.random.SeedGenerator or None. "
-            f"Received: seed={seed!r} of type {type(seed).__name__}"
-        )
-
-
 def rollout(
     step_model: keras.Model,
     first_input: Tensor,
@@ -334,7 +324,7 @@ def rollout(
     check_positive_int("num_mixtures", num_mixtures)
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
-    _check_seed(seed)
+    split_seed(seed)  # validates the seed's type
 
     num_states = len(step_model.outputs) - 1
     data_specs = step_model.inputs[: len(step_model.inputs) - num_states]
