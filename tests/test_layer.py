@@ -44,7 +44,7 @@ def test_single_projection_and_scale_floor():
     ],
 )
 def test_scale_activations(activation, expected):
-    raw = np.array([-1e6, -40.0, -3.0, -0.5, 0.0, 0.5, 3.0, 40.0, 1e6], "float64")
+    raw = np.array([-1e6, -40.0, -20.0, -10.0, -3.0, -0.5, 0.0, 0.5, 3.0, 40.0, 1e6], "float64")
     got = to_numpy(mdn_keras.scale_from_raw(raw, activation))
     np.testing.assert_allclose(got, expected(raw), rtol=1e-5)
     assert np.all(got > 0) and np.all(np.isfinite(got))
