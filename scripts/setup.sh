@@ -18,7 +18,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] installing mdn_keras[$extras] into .venv (first run downloads the backends)"
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check \
-  -c constraints/ci.txt -e ".[$extras]"
+log=.venv/install.log
+if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+       .venv/bin/python -m pip install --disable-pip-version-check \
+         -c constraints/ci.txt -e ".[$extras]"; } > "$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  echo "[setup] pip install failed; full log in $log" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"
