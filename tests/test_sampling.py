@@ -7,7 +7,7 @@ from keras import ops
 from scipy import special, stats
 
 import mdn_keras
-from backend_utils import BACKEND, compiled, to_numpy
+from backend_utils import compiled, to_numpy
 from reference import random_params
 
 N = 20000

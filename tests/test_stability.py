@@ -21,8 +21,8 @@ from scipy import special
 
 import mdn_keras
 from mdn_keras import mdn_nll, scale_from_raw
+from backend_utils import value_and_grad
 
-BACKEND = keras.backend.backend()
 ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
 D, K, BATCH = 2, 3, 4
 KD = K * D
@@ -70,32 +70,6 @@ def nll_from_raw(raw, y, activation, min_scale=1e-4, max_scale=None):
     return mdn_nll(y, params, D, K)
 
 
-def loss_and_grad(fn, raw):
-    """`fn(raw)` (per-example) and `d sum(fn(raw)) / d raw` by the backend's autodiff."""
-    if BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        value, vjp = jax.vjp(fn, jnp.asarray(raw))
-        (grad,) = vjp(jnp.ones_like(value))
-    elif BACKEND == "torch":
-        import torch
-
-        x = ops.convert_to_tensor(raw).requires_grad_(True)
-        value = fn(x)
-        (grad,) = torch.autograd.grad(value.sum(), x)
-        value = value.detach()
-    else:
-        import tensorflow as tf
-
-        x = tf.constant(raw)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = fn(x)
-        grad = tape.gradient(value, x)
-    return ops.convert_to_numpy(value), ops.convert_to_numpy(grad)
-
-
 def np_scale(raw, activation, min_scale, max_scale):
     """float64 scale activation, written from `scale_from_raw`'s docstring."""
     raw = raw.astype(np.float64)
@@ -135,7 +109,7 @@ def np_nll(raw, y, activation, min_scale=1e-4, max_scale=None):
 def check_case(raw, y, activation, min_scale=1e-4, max_scale=None):
     raw = np.asarray(raw, np.float32)
     y = np.asarray(y, np.float32)
-    loss, grad = loss_and_grad(
+    loss, grad = value_and_grad(
         lambda r: nll_from_raw(r, y, activation, min_scale, max_scale), raw
     )
     assert loss.shape == (BATCH,) and grad.shape == raw.shape
@@ -254,7 +228,7 @@ def test_training_on_duplicated_points_collapses_to_the_floor():
     callback = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: steps.append(float(logs["loss"]))
     )
-    history = model.fit(
+    model.fit(
         x, y, batch_size=64, epochs=10, shuffle=False, verbose=0, callbacks=[callback]
     )
     assert len(steps) == 1000

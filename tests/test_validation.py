@@ -1,7 +1,6 @@
 """Bad input raises `ValueError` naming the expected and the received values (issue 4),
 and the NaN policy: NaN in, NaN out for that entry, never hidden."""
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
