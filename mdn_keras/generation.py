@@ -400,12 +400,12 @@ def rollout(
     generator = _seed_generator(seed)
     samples = []
     for t in range(num_steps):
-        if len(data_specs) == 2:
-            data = [x, actions[:, t]]
-        elif actions is not None:
-            data = [ops.concatenate([x, actions[:, t]], axis=-1)]
-        else:
+        if actions is None:
             data = [x]
+        elif len(data_specs) == 2:
+            data = [x, actions[:, t]]
+        else:
+            data = [ops.concatenate([x, actions[:, t]], axis=-1)]
         # Keras' compiled inference path (jit on JAX, tf.function on
         # TensorFlow, no_grad on PyTorch); it returns NumPy arrays.
         outputs = step_model.predict_on_batch([*data, *states])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 from keras import ops
@@ -14,6 +14,9 @@ from mdn_keras.params import (
     scale_from_raw,
 )
 from mdn_keras.types import Shape, Tensor
+
+if TYPE_CHECKING:
+    from mdn_keras.mixture import Mixture
 
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
@@ -166,7 +169,7 @@ class MDN(keras.layers.Layer):
 
         return MDNLoss(self.output_dim, self.num_mixtures, **kwargs)
 
-    def mixture(self, params: Tensor) -> "Mixture":  # noqa: F821
+    def mixture(self, params: Tensor) -> "Mixture":
         """The `mdn_keras.Mixture` of this head's output `params`.
 
         Args:

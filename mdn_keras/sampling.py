@@ -22,7 +22,7 @@ def check_temperature(name: str, value: object) -> None:
     if isinstance(value, (bool, np.bool_)):
         ok = False
     elif isinstance(value, numbers.Real):
-        ok = math.isfinite(value) and value >= 0
+        ok = math.isfinite(float(value)) and float(value) >= 0
     else:
         return
     if not ok:
