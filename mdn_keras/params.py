@@ -51,12 +51,7 @@ def check_params(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
     """Converts `params` to a floating tensor and checks its last axis statically."""
     size = params_size(output_dim, num_mixtures)
     params = ops.convert_to_tensor(params)
-    dtype = keras.backend.standardize_dtype(params.dtype)
-    if "float" not in dtype:
-        raise ValueError(
-            "Expected `params` to be a floating-point tensor. "
-            f"Received: params.dtype={dtype}"
-        )
+    check_floating("params", params)
     shape = tuple(params.shape)
     if len(shape) < 1 or (shape[-1] is not None and shape[-1] != size):
         raise ValueError(
@@ -65,6 +60,17 @@ def check_params(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
             f"Received: params.shape={_shape_str(shape)}"
         )
     return params
+
+
+def check_floating(name: str, x: Tensor) -> str:
+    """Raises unless tensor `x` is floating-point; returns its dtype name."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"Expected `{name}` to be a floating-point tensor. "
+            f"Received: {name}.dtype={dtype}"
+        )
+    return dtype
 
 
 def lead_shape(x: Tensor, n_trailing: int) -> tuple:
@@ -133,6 +139,7 @@ def join_params(logits: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
         )
     dtypes = [keras.backend.standardize_dtype(t.dtype) for t in (loc, scale)]
     if "float" not in dtypes[0] or dtypes[0] != dtypes[1]:
+        # Both dtypes in one message: a lone check_floating would name only one.
         raise ValueError(
             "Expected `loc` and `scale` to be floating-point tensors of the same dtype. "
             f"Received: loc.dtype={dtypes[0]}, scale.dtype={dtypes[1]}"
@@ -200,11 +207,7 @@ def scale_from_raw(
     check_scale_options(scale_activation, min_scale, max_scale)
     if not hasattr(raw, "dtype"):
         raw = ops.convert_to_tensor(raw)
-    dtype = keras.backend.standardize_dtype(raw.dtype)
-    if "float" not in dtype:
-        raise ValueError(
-            f"Expected `raw` to be a floating-point tensor. Received: raw.dtype={dtype}"
-        )
+    check_floating("raw", raw)
     if scale_activation == "exp":
         hi = DEFAULT_EXP_MAX_SCALE if max_scale is None else max_scale
         log_var = ops.clip(raw, 2.0 * math.log(min_scale), 2.0 * math.log(hi))
