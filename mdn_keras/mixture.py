@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Union
 
 import keras
-from keras import ops
 
 from mdn_keras import distributions, statistics
 from mdn_keras.density import log_prob
@@ -53,8 +52,7 @@ class Mixture:
     @property
     def probs(self) -> Tensor:
         """`(..., K)` mixing weights, `softmax(logits)`."""
-        logits = self.logits
-        return ops.exp(logits - ops.logsumexp(logits, axis=-1, keepdims=True))
+        return statistics.mixing_probs(self.logits)
 
     @property
     def loc(self) -> Tensor:

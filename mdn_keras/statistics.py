@@ -38,7 +38,7 @@ DEFAULT_MODE_ITERATIONS = 200
 DEFAULT_MODE_TOLERANCE = 1e-6
 
 
-def _probs(logits: Tensor) -> Tensor:
+def mixing_probs(logits: Tensor) -> Tensor:
     """`softmax(logits)` over the last axis (also for a single component, without warning)."""
     return ops.exp(logits - ops.logsumexp(logits, axis=-1, keepdims=True))
 
@@ -55,7 +55,7 @@ def mixture_mean(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
         `(..., D)`.
     """
     logits, loc, _ = split_params(params, output_dim, num_mixtures)
-    probs = ops.expand_dims(_probs(logits), -1)
+    probs = ops.expand_dims(mixing_probs(logits), -1)
     return ops.sum(probs * loc, axis=-2)
 
 
@@ -71,7 +71,7 @@ def mixture_variance(params: Tensor, output_dim: int, num_mixtures: int) -> Tens
         `(..., D)`: `sum_k pi_k (scale_k^2 + (loc_k - mean)^2)`.
     """
     logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    probs = ops.expand_dims(_probs(logits), -1)
+    probs = ops.expand_dims(mixing_probs(logits), -1)
     mean = ops.sum(probs * loc, axis=-2, keepdims=True)
     # Law of total variance, k the component:
     #     Var[y] = E[Var[y|k]] + Var[E[y|k]]
@@ -157,7 +157,7 @@ def mixture_mode(
 
     def update(x: Tensor) -> Tensor:
         # Posterior responsibilities r_k(x): (..., S, K, 1).
-        resp = _probs(component_log_prob(params_s, x, output_dim, num_mixtures))
+        resp = mixing_probs(component_log_prob(params_s, x, output_dim, num_mixtures))
         resp = ops.expand_dims(resp, -1)
         return ops.sum(resp * weighted_loc, axis=-2) / ops.sum(resp * precision, axis=-2)
 
@@ -230,9 +230,10 @@ def mixture_cdf(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -
         ValueError: if `output_dim != 1` or the shapes do not match.
     """
     _check_1d("mixture_cdf", output_dim)
+    params = check_params(params, output_dim, num_mixtures)
+    y = check_target(y, params, output_dim)
     logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    y = check_target(y, logits, output_dim)
-    return _cdf_1d(_probs(logits), loc[..., 0], scale[..., 0], y[..., 0])
+    return _cdf_1d(mixing_probs(logits), loc[..., 0], scale[..., 0], y[..., 0])
 
 
 def mixture_quantile(
@@ -272,7 +273,7 @@ def mixture_quantile(
     check_positive_int("num_iterations", num_iterations)
     _check_open_unit("q", q)
     logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    probs = _probs(logits)
+    probs = mixing_probs(logits)
     loc, scale = loc[..., 0], scale[..., 0]
     q = ops.cast(ops.convert_to_tensor(q), logits.dtype)
     lo = ops.min(loc - QUANTILE_BRACKET_SCALES * scale, axis=-1) + ops.zeros_like(q)
@@ -311,6 +312,13 @@ def prediction_interval(
     _check_open_unit("coverage", coverage)
     params = check_params(params, output_dim, num_mixtures)
     coverage = ops.cast(ops.convert_to_tensor(coverage), params.dtype)
-    lower = mixture_quantile(params, 0.5 * (1.0 - coverage), output_dim, num_mixtures)
-    upper = mixture_quantile(params, 0.5 * (1.0 + coverage), output_dim, num_mixtures)
-    return lower, upper
+    # Both ends in one bisection, along a new leading axis of size 2: align
+    # the ranks of q and params' leading axes, then put the new axis in front.
+    q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=-1)
+    for _ in range(len(params.shape) - 1 - len(coverage.shape)):
+        q = ops.expand_dims(q, 0)
+    for _ in range(len(coverage.shape) - len(params.shape) + 1):
+        params = ops.expand_dims(params, 0)
+    q = ops.moveaxis(q, -1, 0)
+    ends = mixture_quantile(ops.expand_dims(params, 0), q, output_dim, num_mixtures)
+    return ends[0], ends[1]
