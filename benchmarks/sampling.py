@@ -67,7 +67,11 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     params_np = np.concatenate(
-        [rng.normal(size=(n, k * d)), rng.uniform(0.1, 1.0, size=(n, k * d)), rng.normal(size=(n, k))],
+        [
+            rng.normal(size=(n, k * d)),
+            rng.uniform(0.1, 1.0, size=(n, k * d)),
+            rng.normal(size=(n, k)),
+        ],
         axis=-1,
     ).astype("float32")
     params = keras.ops.convert_to_tensor(params_np)
@@ -81,7 +85,10 @@ def main() -> None:
     theirs_vec = keras_mdn_layer.get_mixture_sampling_fun(d, k)
     t_theirs = timed(lambda: theirs_vec(params), args.repeats)
     seed = keras.random.SeedGenerator(0)
-    t_ours = timed(lambda: mdn_keras.sample(params, d, k, temperature=args.temperature, seed=seed), args.repeats)
+    t_ours = timed(
+        lambda: mdn_keras.sample(params, d, k, temperature=args.temperature, seed=seed),
+        args.repeats,
+    )
 
     rows = [
         ("keras-mdn-layer sample_from_output (per row, temperature)", per_row),
@@ -102,15 +109,24 @@ def main() -> None:
         try:
             c_theirs = timed(lambda: jit_theirs(params), args.repeats)
         except ValueError as err:  # unseeded random ops cannot be traced by jax.jit
-            notes.append(f"keras-mdn-layer's vectorised sampler does not compile here: {str(err).splitlines()[0][:90]}")
-            ratios.append(("mdn_keras compiled vs vectorised (eager; theirs can't compile)", t_theirs / c_ours))
+            notes.append(
+                f"keras-mdn-layer's vectorised sampler does not compile here: {str(err).splitlines()[0][:90]}"
+            )
+            ratios.append(
+                (
+                    "mdn_keras compiled vs vectorised (eager; theirs can't compile)",
+                    t_theirs / c_ours,
+                )
+            )
         else:
             rows.append(("keras-mdn-layer get_mixture_sampling_fun (compiled)", c_theirs))
             ratios.append(("mdn_keras compiled vs vectorised (compiled)", c_theirs / c_ours))
 
     device = keras.ops.convert_to_tensor(np.ones(1))
-    print(f"backend={BACKEND} rows={n} output_dim={d} num_mixtures={k} "
-          f"temperature={args.temperature} tensors on {getattr(device, 'device', 'cpu')}")
+    print(
+        f"backend={BACKEND} rows={n} output_dim={d} num_mixtures={k} "
+        f"temperature={args.temperature} tensors on {getattr(device, 'device', 'cpu')}"
+    )
     for name, seconds in rows:
         print(f"  {name:<66s} {seconds * 1e3:10.1f} ms")
     for name, ratio in ratios:

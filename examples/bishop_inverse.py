@@ -34,12 +34,14 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(num_mixtures: int) -> keras.Model:
-    model = keras.Sequential([
-        keras.Input((1,)),
-        keras.layers.Dense(64, activation="tanh"),
-        keras.layers.Dense(64, activation="tanh"),
-        mdn_keras.MDN(output_dim=1, num_mixtures=num_mixtures),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(64, activation="tanh"),
+            keras.layers.Dense(64, activation="tanh"),
+            mdn_keras.MDN(output_dim=1, num_mixtures=num_mixtures),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=mdn_keras.MDNLoss(1, num_mixtures))
     return model
 
@@ -60,7 +62,9 @@ def main() -> None:
         models[k] = build(k)
         models[k].fit(x, y, epochs=args.epochs, batch_size=128, verbose=0)
         results[k] = float(models[k].evaluate(x_test, y_test, verbose=0))
-    print(f"backend: {keras.backend.backend()}   training time: {time.perf_counter() - start:.1f} s")
+    print(
+        f"backend: {keras.backend.backend()}   training time: {time.perf_counter() - start:.1f} s"
+    )
     print("test NLL (nats per point, lower is better)")
     print(f"  single Gaussian (K=1): {results[1]:8.4f}")
     print(f"  MDN (K=3):             {results[3]:8.4f}")
@@ -70,9 +74,9 @@ def main() -> None:
     params = model.predict(grid, verbose=0)
     samples = keras.ops.convert_to_numpy(mdn_keras.sample(params, 1, 3, seed=0))
     ys = np.linspace(-0.1, 1.1, 240, dtype="float32")
-    density = np.exp(keras.ops.convert_to_numpy(
-        mdn_keras.log_prob(params[:, None, :], ys[None, :, None], 1, 3)
-    ))
+    density = np.exp(
+        keras.ops.convert_to_numpy(mdn_keras.log_prob(params[:, None, :], ys[None, :, None], 1, 3))
+    )
 
     import matplotlib
 
@@ -84,9 +88,14 @@ def main() -> None:
     axes[0].scatter(grid[:, 0], samples[:, 0], s=6, c="C3", label="samples from the MDN")
     axes[0].set(xlabel="x", ylabel="y", title="Data and MDN samples (K=3)")
     axes[0].legend(loc="upper left")
-    axes[1].imshow(density.T, origin="lower", aspect="auto", cmap="magma",
-                   vmax=np.percentile(density, 98),
-                   extent=(grid[0, 0], grid[-1, 0], ys[0], ys[-1]))
+    axes[1].imshow(
+        density.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmax=np.percentile(density, 98),
+        extent=(grid[0, 0], grid[-1, 0], ys[0], ys[-1]),
+    )
     axes[1].set(xlabel="x", title="Predicted density p(y | x)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

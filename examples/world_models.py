@@ -67,7 +67,10 @@ class GustyPlane:
         r = z_next - DECAY * z - GAIN * a
         log_n = lambda v: -0.5 * (v / NOISE) ** 2 - math.log(NOISE * math.sqrt(2 * math.pi))  # noqa: E731
         per_gust = np.stack(
-            [math.log(p) + log_n(r[..., 0]) + log_n(r[..., 1] - g) for g, p in zip(GUSTS, GUST_PROBS)],
+            [
+                math.log(p) + log_n(r[..., 0]) + log_n(r[..., 1] - g)
+                for g, p in zip(GUSTS, GUST_PROBS)
+            ],
             -1,
         )
         top = per_gust.max(-1)
@@ -164,8 +167,10 @@ def main() -> None:
     train_data = env.episodes(n_train, steps)
     z_test, a_test = env.episodes(n_test, steps)
     x_test, y_test = [z_test[:, :-1], a_test], z_test[:, 1:]
-    print(f"backend={keras.backend.backend()}  episodes: {n_train} train, {n_test} "
-          f"held out, {steps} steps each")
+    print(
+        f"backend={keras.backend.backend()}  episodes: {n_train} train, {n_test} "
+        f"held out, {steps} steps each"
+    )
 
     models = {}
     for k in (5, 1):
@@ -176,14 +181,14 @@ def main() -> None:
     mse = train(mse_model(hidden), "mse", train_data, epochs, batch)
 
     # Held-out NLL per step (nats, summed over the 2 dimensions).
-    nll = {f"MDN-RNN, K={k}": m.evaluate(x_test, y_test, batch_size=256, verbose=0)
-           for k, m in models.items()}
+    nll = {
+        f"MDN-RNN, K={k}": m.evaluate(x_test, y_test, batch_size=256, verbose=0)
+        for k, m in models.items()
+    }
     z_train, a_train = train_data
-    var = ((mse.predict([z_train[:, :-1], a_train], verbose=0) - z_train[:, 1:]) ** 2)
+    var = (mse.predict([z_train[:, :-1], a_train], verbose=0) - z_train[:, 1:]) ** 2
     var = var.reshape(-1, LATENT_DIM).mean(0)
-    nll["MSE-RNN + constant variance"] = gaussian_nll(
-        y_test, mse.predict(x_test, verbose=0), var
-    )
+    nll["MSE-RNN + constant variance"] = gaussian_nll(y_test, mse.predict(x_test, verbose=0), var)
     nll["true environment density"] = float(-env.log_prob(z_test[:, :-1], a_test, y_test).mean())
     print("\nHeld-out negative log-likelihood per step (nats, lower is better)")
     print(f"  {'model':<30} {'NLL/step':>9}")
@@ -195,8 +200,17 @@ def main() -> None:
     dreams, res_dreams = {}, {}
     runs = [(5, t) for t in TEMPERATURES] + [(1, 1.0)]
     for k, tau in runs:
-        z = rollout(step_models[k], z_test[:, 0], steps, LATENT_DIM, k, actions=a_test,
-                    temperature=tau, sigma_temperature=tau, seed=args.seed)
+        z = rollout(
+            step_models[k],
+            z_test[:, 0],
+            steps,
+            LATENT_DIM,
+            k,
+            actions=a_test,
+            temperature=tau,
+            sigma_temperature=tau,
+            seed=args.seed,
+        )
         z = np.concatenate([z_test[:, :1], keras.ops.convert_to_numpy(z)], axis=1)
         name = f"dream K={k}, tau={tau}"
         dreams[name], res_dreams[name] = z, residuals(z, a_test)

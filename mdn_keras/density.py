@@ -55,9 +55,7 @@ def check_target(y: Tensor, params: Tensor, output_dim: int) -> Tensor:
     return y
 
 
-def component_log_prob(
-    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int
-) -> Tensor:
+def component_log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
     """Log-density of `y` under each component, weighted by its log mixing weight.
 
     Args:
@@ -101,6 +99,4 @@ def log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> T
         ValueError: on a wrongly sized last axis, non-broadcasting leading
             axes, or non-floating `params`.
     """
-    return ops.logsumexp(
-        component_log_prob(params, y, output_dim, num_mixtures), axis=-1
-    )
+    return ops.logsumexp(component_log_prob(params, y, output_dim, num_mixtures), axis=-1)

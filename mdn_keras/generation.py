@@ -74,8 +74,7 @@ def build_mdn_rnn(
     check_positive_int("num_mixtures", num_mixtures)
     if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 0:
         raise ValueError(
-            "Expected `action_dim` to be an integer >= 0. "
-            f"Received: action_dim={action_dim!r}"
+            f"Expected `action_dim` to be an integer >= 0. Received: action_dim={action_dim!r}"
         )
     z = keras.Input((None, latent_dim), name="z")
     inputs = [z]
@@ -166,8 +165,7 @@ def make_step_model(model: keras.Model, name: Optional[str] = None) -> keras.Mod
     """
     if not isinstance(model, keras.Model) or not getattr(model, "built", False):
         raise ValueError(
-            "Expected a built functional or Sequential keras.Model. "
-            f"Received: model={model!r}"
+            f"Expected a built functional or Sequential keras.Model. Received: model={model!r}"
         )
     try:
         inputs, outputs = model.inputs, model.outputs
@@ -198,8 +196,7 @@ def make_step_model(model: keras.Model, name: Optional[str] = None) -> keras.Mod
         _check_layer(layer)
 
     step_inputs = [
-        keras.Input(shape=tuple(x.shape[2:]), dtype=x.dtype, name=f"{x.name}_step")
-        for x in inputs
+        keras.Input(shape=tuple(x.shape[2:]), dtype=x.dtype, name=f"{x.name}_step") for x in inputs
     ]
     # One explicit input per state of each recurrent layer, in graph order.
     state_inputs = {

@@ -158,9 +158,7 @@ class MDN(keras.layers.Layer):
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-            "activity_regularizer": keras.regularizers.serialize(
-                self.activity_regularizer
-            ),
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
         }
 
     def get_loss(self, **kwargs: Any) -> "keras.losses.Loss":

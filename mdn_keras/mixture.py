@@ -109,9 +109,7 @@ class Mixture:
 
     def mode(self, **kwargs: Any) -> Tensor:
         """`(..., D)` highest-density point; see `mdn_keras.mixture_mode`."""
-        return statistics.mixture_mode(
-            self.params, self.output_dim, self.num_mixtures, **kwargs
-        )
+        return statistics.mixture_mode(self.params, self.output_dim, self.num_mixtures, **kwargs)
 
     def most_probable_component_mean(self) -> Tensor:
         """`(..., D)` mean of the heaviest component."""
@@ -141,6 +139,4 @@ class Mixture:
 
     def to_distribution(self) -> Any:
         """The backend's native distribution; see `mdn_keras.to_distribution`."""
-        return distributions.to_distribution(
-            self.params, self.output_dim, self.num_mixtures
-        )
+        return distributions.to_distribution(self.params, self.output_dim, self.num_mixtures)

@@ -67,8 +67,7 @@ def check_floating(name: str, x: Tensor) -> str:
     dtype = keras.backend.standardize_dtype(x.dtype)
     if "float" not in dtype:
         raise ValueError(
-            f"Expected `{name}` to be a floating-point tensor. "
-            f"Received: {name}.dtype={dtype}"
+            f"Expected `{name}` to be a floating-point tensor. Received: {name}.dtype={dtype}"
         )
     return dtype
 
@@ -109,7 +108,11 @@ def split_params(
     """
     params = check_params(params, output_dim, num_mixtures)
     loc_scale = loc_scale_view(params, output_dim, num_mixtures)
-    return split_logits(params, output_dim, num_mixtures), loc_scale[..., 0, :, :], loc_scale[..., 1, :, :]
+    return (
+        split_logits(params, output_dim, num_mixtures),
+        loc_scale[..., 0, :, :],
+        loc_scale[..., 1, :, :],
+    )
 
 
 def loc_scale_view(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
@@ -128,8 +131,10 @@ def join_params(logits: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     logits = ops.convert_to_tensor(logits)
     loc = ops.convert_to_tensor(loc)
     scale = ops.convert_to_tensor(scale)
-    if len(loc.shape) < 2 or tuple(loc.shape) != tuple(scale.shape) or (
-        tuple(logits.shape) != tuple(loc.shape[:-1])
+    if (
+        len(loc.shape) < 2
+        or tuple(loc.shape) != tuple(scale.shape)
+        or (tuple(logits.shape) != tuple(loc.shape[:-1]))
     ):
         raise ValueError(
             "Expected logits.shape == (..., K) and loc.shape == scale.shape == "
@@ -158,12 +163,13 @@ def check_scale_options(
             f"Expected `scale_activation` to be one of {SCALE_ACTIVATIONS}. "
             f"Received: scale_activation={scale_activation!r}"
         )
-    if not isinstance(min_scale, (int, float)) or isinstance(min_scale, bool) or not (
-        min_scale > 0 and math.isfinite(min_scale)
+    if (
+        not isinstance(min_scale, (int, float))
+        or isinstance(min_scale, bool)
+        or not (min_scale > 0 and math.isfinite(min_scale))
     ):
         raise ValueError(
-            "Expected `min_scale` to be a finite number > 0. "
-            f"Received: min_scale={min_scale!r}"
+            f"Expected `min_scale` to be a finite number > 0. Received: min_scale={min_scale!r}"
         )
     if max_scale is not None and (
         not isinstance(max_scale, (int, float))

@@ -47,9 +47,7 @@ def split_seed(seed: Seed) -> tuple[Seed, Seed]:
         )
     if not 0 <= seed < 2**32:
         # JAX's keys take unsigned 32-bit seeds; the other backends would wrap silently.
-        raise ValueError(
-            f"Expected an int `seed` in [0, 2**32). Received: seed={seed}"
-        )
+        raise ValueError(f"Expected an int `seed` in [0, 2**32). Received: seed={seed}")
     # A second, decorrelated 32-bit seed (Knuth's multiplicative hash).
     return seed, (seed * 2654435761 + 1) % (2**32)
 

@@ -85,9 +85,7 @@ def mixture_stddev(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor
     return ops.sqrt(mixture_variance(params, output_dim, num_mixtures))
 
 
-def most_probable_component_mean(
-    params: Tensor, output_dim: int, num_mixtures: int
-) -> Tensor:
+def most_probable_component_mean(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
     """`loc_k` of the component with the largest mixing weight: `(..., D)`.
 
     Ties go to the lowest component index. This is the common "sample with
@@ -140,12 +138,13 @@ def mixture_mode(
         `(..., D)`, in `params.dtype`.
     """
     check_positive_int("num_iterations", num_iterations)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
-        math.isfinite(tolerance) and tolerance >= 0
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not (math.isfinite(tolerance) and tolerance >= 0)
     ):
         raise ValueError(
-            "Expected `tolerance` to be a finite number >= 0. "
-            f"Received: tolerance={tolerance!r}"
+            f"Expected `tolerance` to be a finite number >= 0. Received: tolerance={tolerance!r}"
         )
     params = check_params(params, output_dim, num_mixtures)
     _, loc, scale = split_params(params, output_dim, num_mixtures)

@@ -123,7 +123,10 @@ def test_log_prob_compiles(rng):
 @pytest.mark.parametrize(
     "shape,match",
     [
-        ((32, 24), r"num_mixtures \* \(2 \* output_dim \+ 1\) = 5 \* \(2 \* 2 \+ 1\) = 25\. Received: params.shape=\(32, 24\)"),
+        (
+            (32, 24),
+            r"num_mixtures \* \(2 \* output_dim \+ 1\) = 5 \* \(2 \* 2 \+ 1\) = 25\. Received: params.shape=\(32, 24\)",
+        ),
         ((26,), r"= 25\. Received: params.shape=\(26,\)"),
     ],
 )
@@ -136,7 +139,9 @@ def test_wrong_params_size_raises(shape, match):
 
 def test_wrong_target_shape_raises(rng):
     params = random_params(rng, (32,), 2, 5)
-    with pytest.raises(ValueError, match=r"\(\.\.\., 2\).*Received: y.shape=\(32, 3\), params.shape=\(32, 25\)"):
+    with pytest.raises(
+        ValueError, match=r"\(\.\.\., 2\).*Received: y.shape=\(32, 3\), params.shape=\(32, 25\)"
+    ):
         mdn_keras.log_prob(params, np.zeros((32, 3), "float32"), 2, 5)
     with pytest.raises(ValueError, match=r"Received: y.shape=\(16, 2\)"):
         mdn_keras.log_prob(params, np.zeros((16, 2), "float32"), 2, 5)

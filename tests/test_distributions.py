@@ -278,9 +278,7 @@ def test_missing_tfp_raises_import_error_naming_the_extra(monkeypatch, rng):
 @pytest.mark.tensorflow_only
 def test_missing_tf_keras_names_the_tensorflow_extra(monkeypatch, rng):
     monkeypatch.setitem(sys.modules, "tf_keras", None)
-    with pytest.raises(
-        ImportError, match=re.escape('pip install "mdn_keras[tensorflow,tfp]"')
-    ):
+    with pytest.raises(ImportError, match=re.escape('pip install "mdn_keras[tensorflow,tfp]"')):
         to_tfp(random_params(rng, (2,), D, K), D, K)
 
 

@@ -17,11 +17,15 @@ PROBE = (
 
 def loaded_modules(backend):
     env = {**os.environ, "KERAS_BACKEND": backend}
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the JAX/PyTorch import; run under those")
+@pytest.mark.skipif(
+    BACKEND == "tensorflow", reason="checks the JAX/PyTorch import; run under those"
+)
 def test_import_does_not_load_tensorflow_or_tfp():
     loaded = loaded_modules(BACKEND)
     assert loaded == {"tensorflow": False, "tensorflow_probability": False}

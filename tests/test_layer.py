@@ -93,8 +93,9 @@ def test_works_in_every_model_style(build):
 def test_save_and_reload_with_safe_mode(tmp_path):
     keras.utils.set_random_seed(1)
     inp = keras.Input((3,))
-    out = mdn_keras.MDN(2, 4, scale_activation="exp", min_scale=1e-3, max_scale=50.0,
-                        kernel_regularizer="l2")(keras.layers.Dense(8)(inp))
+    out = mdn_keras.MDN(
+        2, 4, scale_activation="exp", min_scale=1e-3, max_scale=50.0, kernel_regularizer="l2"
+    )(keras.layers.Dense(8)(inp))
     model = keras.Model(inp, out)
     model.compile(optimizer="adam", loss=mdn_keras.MDNLoss(2, 4, reduction="sum"))
     x = np.random.default_rng(2).normal(size=(10, 3)).astype("float32")
@@ -111,7 +112,9 @@ def test_save_and_reload_with_safe_mode(tmp_path):
 
 
 def test_config_round_trip():
-    layer = mdn_keras.MDN(2, 3, scale_activation="elu_plus_one", bias_initializer="ones", name="head")
+    layer = mdn_keras.MDN(
+        2, 3, scale_activation="elu_plus_one", bias_initializer="ones", name="head"
+    )
     clone = mdn_keras.MDN.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
 
@@ -128,12 +131,14 @@ def test_fit_learns_a_multimodal_answer():
     keras.utils.set_random_seed(3)
     x, y = bishop_data(2000, 0)
     xt, yt = bishop_data(500, 1)
-    model = keras.Sequential([
-        keras.Input((1,)),
-        keras.layers.Dense(32, activation="tanh"),
-        keras.layers.Dense(32, activation="tanh"),
-        mdn_keras.MDN(1, 3),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(32, activation="tanh"),
+            keras.layers.Dense(32, activation="tanh"),
+            mdn_keras.MDN(1, 3),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=mdn_keras.MDNLoss(1, 3))
     before = float(model.evaluate(xt, yt, verbose=0))
     model.fit(x, y, epochs=20, batch_size=100, verbose=0)
@@ -163,9 +168,15 @@ def test_output_is_float32_under_mixed_precision(policy):
     [
         ({"output_dim": 0, "num_mixtures": 3}, r"positive integer. Received: output_dim=0"),
         ({"output_dim": 2, "num_mixtures": 2.5}, r"Received: num_mixtures=2.5"),
-        ({"output_dim": 2, "num_mixtures": 3, "scale_activation": "relu"}, r"Received: scale_activation='relu'"),
+        (
+            {"output_dim": 2, "num_mixtures": 3, "scale_activation": "relu"},
+            r"Received: scale_activation='relu'",
+        ),
         ({"output_dim": 2, "num_mixtures": 3, "min_scale": 0.0}, r"Received: min_scale=0.0"),
-        ({"output_dim": 2, "num_mixtures": 3, "max_scale": 1e-5}, r"> min_scale.*Received: max_scale=1e-05"),
+        (
+            {"output_dim": 2, "num_mixtures": 3, "max_scale": 1e-5},
+            r"> min_scale.*Received: max_scale=1e-05",
+        ),
     ],
 )
 def test_invalid_arguments_raise(kwargs, match):
@@ -176,7 +187,9 @@ def test_invalid_arguments_raise(kwargs, match):
 def test_wrong_input_shape_raises():
     layer = mdn_keras.MDN(1, 2)
     layer(np.zeros((4, 5), "float32"))
-    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 5.*\(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"expected axis -1 of input shape to have value 5.*\(4, 3\)"
+    ):
         layer(np.zeros((4, 3), "float32"))
 
 
@@ -188,7 +201,9 @@ def test_mask_passes_through():
     x[0, 2] = 0.0
     mask = to_numpy(keras.layers.Masking(0.0).compute_mask(x))
     assert layer.supports_masking
-    np.testing.assert_array_equal(to_numpy(layer.compute_mask(x, ops.convert_to_tensor(mask))), mask)
+    np.testing.assert_array_equal(
+        to_numpy(layer.compute_mask(x, ops.convert_to_tensor(mask))), mask
+    )
     assert keras.Model(inp, layer(masked)).output_shape == (None, None, 6)
 
 

@@ -16,7 +16,9 @@ def test_per_example_nll_matches_reference(rng, lead, d, k):
     want = -np_log_prob(params, y, d, k)
     loss = mdn_keras.MDNLoss(d, k, reduction="none")
     np.testing.assert_allclose(to_numpy(loss(y, params)), want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(to_numpy(mdn_keras.mdn_nll(y, params, d, k)), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(mdn_keras.mdn_nll(y, params, d, k)), want, rtol=1e-5, atol=1e-5
+    )
     summed = float(to_numpy(mdn_keras.MDNLoss(d, k, reduction="sum")(y, params)))
     assert summed == pytest.approx(want.sum(), rel=1e-5)
     mean = float(to_numpy(mdn_keras.MDNLoss(d, k)(y, params)))
@@ -55,12 +57,21 @@ def test_config_round_trip_and_registration():
     config = keras.losses.serialize(loss)
     restored = keras.losses.deserialize(config)
     assert isinstance(restored, mdn_keras.MDNLoss)
-    assert (restored.output_dim, restored.num_mixtures, restored.reduction, restored.name) == (3, 4, "sum", "nll")
+    assert (restored.output_dim, restored.num_mixtures, restored.reduction, restored.name) == (
+        3,
+        4,
+        "sum",
+        "nll",
+    )
 
 
 @pytest.mark.parametrize(
     "args,match",
-    [((0, 3), r"Received: output_dim=0"), ((2, -1), r"Received: num_mixtures=-1"), ((True, 2), r"Received: output_dim=True")],
+    [
+        ((0, 3), r"Received: output_dim=0"),
+        ((2, -1), r"Received: num_mixtures=-1"),
+        ((True, 2), r"Received: output_dim=True"),
+    ],
 )
 def test_invalid_arguments_raise(args, match):
     with pytest.raises(ValueError, match=match):

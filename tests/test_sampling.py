@@ -18,7 +18,11 @@ def mixture_1d(logits, loc, scale):
 
 
 def test_1d_mixture_passes_ks_test():
-    logits, loc, scale = np.log([0.5, 0.3, 0.2]), np.array([-2.0, 0.5, 3.0]), np.array([0.5, 0.3, 1.0])
+    logits, loc, scale = (
+        np.log([0.5, 0.3, 0.2]),
+        np.array([-2.0, 0.5, 3.0]),
+        np.array([0.5, 0.3, 1.0]),
+    )
     params = np.tile(mixture_1d(logits, loc, scale), (N, 1))
     draws = to_numpy(mdn_keras.sample(params, 1, 3, seed=7))[:, 0].astype("float64")
     probs = special.softmax(logits)
@@ -76,9 +80,9 @@ def test_temperature_divides_the_logits(temperature):
 @pytest.mark.parametrize("sigma_temperature", [0.25, 1.0, 4.0])
 def test_sigma_temperature_multiplies_the_variance(sigma_temperature):
     params = np.tile(mixture_1d(np.zeros(1), np.array([2.0]), np.array([0.5])), (N, 1))
-    draws = to_numpy(
-        mdn_keras.sample(params, 1, 1, sigma_temperature=sigma_temperature, seed=5)
-    )[:, 0]
+    draws = to_numpy(mdn_keras.sample(params, 1, 1, sigma_temperature=sigma_temperature, seed=5))[
+        :, 0
+    ]
     want_var = 0.25 * sigma_temperature
     assert draws.var() == pytest.approx(want_var, rel=0.05)
     assert draws.mean() == pytest.approx(2.0, abs=5 * np.sqrt(want_var / N))

@@ -253,7 +253,9 @@ def test_rollout_shapes_and_seeds(mdn_rnn_step):
     assert not np.allclose(run(12), first)  # another seed: other rollouts
     # Rollouts in a batch are independent draws, not copies.
     z0_same = np.repeat(z0[:1], 4, axis=0)
-    same_start = to_np(rollout(step, z0_same, 5, 2, 3, actions=np.repeat(actions[:1], 4, 0), seed=3))
+    same_start = to_np(
+        rollout(step, z0_same, 5, 2, 3, actions=np.repeat(actions[:1], 4, 0), seed=3)
+    )
     assert not np.allclose(same_start[0], same_start[1])
 
     generator = keras.random.SeedGenerator(21)

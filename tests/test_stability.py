@@ -55,9 +55,9 @@ def signed_magnitudes(lo_exp, hi_exp):
 
 def row_arrays(n, elements):
     """A `(BATCH, n)` float32 array drawn element-wise."""
-    return st.lists(
-        st.lists(elements, min_size=n, max_size=n), min_size=BATCH, max_size=BATCH
-    ).map(lambda rows: np.asarray(rows, dtype=np.float32))
+    return st.lists(st.lists(elements, min_size=n, max_size=n), min_size=BATCH, max_size=BATCH).map(
+        lambda rows: np.asarray(rows, dtype=np.float32)
+    )
 
 
 # ---------------------------------------------------------------- helpers
@@ -109,9 +109,7 @@ def np_nll(raw, y, activation, min_scale=1e-4, max_scale=None):
 def check_case(raw, y, activation, min_scale=1e-4, max_scale=None):
     raw = np.asarray(raw, np.float32)
     y = np.asarray(y, np.float32)
-    loss, grad = value_and_grad(
-        lambda r: nll_from_raw(r, y, activation, min_scale, max_scale), raw
-    )
+    loss, grad = value_and_grad(lambda r: nll_from_raw(r, y, activation, min_scale, max_scale), raw)
     assert loss.shape == (BATCH,) and grad.shape == raw.shape
     assert np.all(np.isfinite(loss)), f"non-finite loss {loss} for raw={raw!r}, y={y!r}"
     assert np.all(np.isfinite(grad)), f"non-finite gradient {grad} for raw={raw!r}, y={y!r}"
@@ -228,9 +226,7 @@ def test_training_on_duplicated_points_collapses_to_the_floor():
     callback = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: steps.append(float(logs["loss"]))
     )
-    model.fit(
-        x, y, batch_size=64, epochs=10, shuffle=False, verbose=0, callbacks=[callback]
-    )
+    model.fit(x, y, batch_size=64, epochs=10, shuffle=False, verbose=0, callbacks=[callback])
     assert len(steps) == 1000
     # (Per-batch logs are running means over the epoch: one NaN step poisons them.)
     assert np.all(np.isfinite(steps)), "NaN/inf loss during collapse"

@@ -77,8 +77,10 @@ def np_logp_row(logits, loc, scale, x):
     """Float64 log-density of one `(K, D)` mixture row at points `x` of shape `(N, D)`."""
     log_pi = logits - special.logsumexp(logits)
     z = (x[:, None, :] - loc) / scale
-    log_n = -0.5 * np.sum(z**2, -1) - np.sum(np.log(scale), -1) - 0.5 * loc.shape[-1] * math.log(
-        2 * math.pi
+    log_n = (
+        -0.5 * np.sum(z**2, -1)
+        - np.sum(np.log(scale), -1)
+        - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
     )
     return special.logsumexp(log_pi + log_n, axis=-1)
 
@@ -88,7 +90,9 @@ def np_best_mode_row(logits, loc, scale):
     best = -np.inf
     for start in loc:
         res = optimize.minimize(
-            lambda x: -np_logp_row(logits, loc, scale, x[None])[0], start, method="BFGS",
+            lambda x: -np_logp_row(logits, loc, scale, x[None])[0],
+            start,
+            method="BFGS",
             options={"gtol": 1e-10},
         )
         best = max(best, -res.fun)
@@ -362,9 +366,7 @@ def test_statistics_under_tf_function(rng):
     np.testing.assert_allclose(mode, eager, atol=1e-3)
     params1 = random_params(rng, (5,), 1, 3)
     quantile = tf.function(lambda p: mixture_quantile(p, 0.7, 1, 3))(tf.constant(params1))
-    np.testing.assert_allclose(
-        to_np(mixture_cdf(params1, quantile.numpy(), 1, 3)), 0.7, atol=2e-6
-    )
+    np.testing.assert_allclose(to_np(mixture_cdf(params1, quantile.numpy(), 1, 3)), 0.7, atol=2e-6)
 
 
 # --- argument errors ------------------------------------------------------------

@@ -54,8 +54,14 @@ def test_split_params_checks_its_sizes():
 @pytest.mark.parametrize(
     "shapes,match",
     [
-        (((4, 3), (4, 3, 2), (4, 2, 2)), r"Received: logits.shape=\(4, 3\), loc.shape=\(4, 3, 2\), scale.shape=\(4, 2, 2\)"),
-        (((4, 2), (4, 3, 2), (4, 3, 2)), r"logits.shape == \(\.\.\., K\).*Received: logits.shape=\(4, 2\)"),
+        (
+            ((4, 3), (4, 3, 2), (4, 2, 2)),
+            r"Received: logits.shape=\(4, 3\), loc.shape=\(4, 3, 2\), scale.shape=\(4, 2, 2\)",
+        ),
+        (
+            ((4, 2), (4, 3, 2), (4, 3, 2)),
+            r"logits.shape == \(\.\.\., K\).*Received: logits.shape=\(4, 2\)",
+        ),
         (((3,), (3,), (3,)), r"Received: logits.shape=\(3,\), loc.shape=\(3,\)"),
     ],
 )
@@ -83,7 +89,10 @@ def test_join_params_checks_dtypes(dtypes, match):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"scale_activation": "relu"}, r"one of \('softplus', 'exp', 'elu_plus_one'\)\. Received: scale_activation='relu'"),
+        (
+            {"scale_activation": "relu"},
+            r"one of \('softplus', 'exp', 'elu_plus_one'\)\. Received: scale_activation='relu'",
+        ),
         ({"min_scale": 0.0}, r"finite number > 0\. Received: min_scale=0.0"),
         ({"min_scale": -1e-4}, r"Received: min_scale=-0.0001"),
         ({"min_scale": float("nan")}, r"Received: min_scale=nan"),
@@ -119,8 +128,16 @@ def test_scale_from_raw_accepts_python_floats():
     [
         (zeros(32, 24), zeros(32, 2), r"= 15\. Received: params.shape=\(32, 24\)"),
         (zeros(32, 15, dtype="int32"), zeros(32, 2), r"Received: params.dtype=int32"),
-        (zeros(32, 15), zeros(32, 3), r"\(\.\.\., 2\).*Received: y.shape=\(32, 3\), params.shape=\(32, 15\)"),
-        (zeros(32, 15), zeros(16, 2), r"broadcast.*Received: y.shape=\(16, 2\), params.shape=\(32, 15\)"),
+        (
+            zeros(32, 15),
+            zeros(32, 3),
+            r"\(\.\.\., 2\).*Received: y.shape=\(32, 3\), params.shape=\(32, 15\)",
+        ),
+        (
+            zeros(32, 15),
+            zeros(16, 2),
+            r"broadcast.*Received: y.shape=\(16, 2\), params.shape=\(32, 15\)",
+        ),
         (zeros(32, 15), zeros(32), r"Received: y.shape=\(32,\)"),
     ],
 )
@@ -149,7 +166,10 @@ def test_mdn_nll_names_the_received_prediction_shape():
     [
         ({"output_dim": 0, "num_mixtures": 3}, r"Received: output_dim=0"),
         ({"output_dim": 1, "num_mixtures": "3"}, r"Received: num_mixtures='3'"),
-        ({"output_dim": 1, "num_mixtures": 3, "reduction": "avg"}, r"Expected one of .*Received: reduction=avg"),
+        (
+            {"output_dim": 1, "num_mixtures": 3, "reduction": "avg"},
+            r"Expected one of .*Received: reduction=avg",
+        ),
     ],
 )
 def test_mdn_loss_checks_its_arguments(kwargs, match):
@@ -173,9 +193,18 @@ def test_mdn_loss_checks_prediction_and_target_shapes():
     [
         ({"output_dim": -2, "num_mixtures": 3}, r"positive integer. Received: output_dim=-2"),
         ({"output_dim": 2, "num_mixtures": None}, r"Received: num_mixtures=None"),
-        ({"output_dim": 2, "num_mixtures": 3, "scale_activation": "exp2"}, r"Received: scale_activation='exp2'"),
-        ({"output_dim": 2, "num_mixtures": 3, "min_scale": float("inf")}, r"Received: min_scale=inf"),
-        ({"output_dim": 2, "num_mixtures": 3, "min_scale": 0.1, "max_scale": 0.1}, r"> min_scale \(0.1\)\. Received: max_scale=0.1"),
+        (
+            {"output_dim": 2, "num_mixtures": 3, "scale_activation": "exp2"},
+            r"Received: scale_activation='exp2'",
+        ),
+        (
+            {"output_dim": 2, "num_mixtures": 3, "min_scale": float("inf")},
+            r"Received: min_scale=inf",
+        ),
+        (
+            {"output_dim": 2, "num_mixtures": 3, "min_scale": 0.1, "max_scale": 0.1},
+            r"> min_scale \(0.1\)\. Received: max_scale=0.1",
+        ),
     ],
 )
 def test_mdn_checks_its_arguments(kwargs, match):
@@ -184,7 +213,10 @@ def test_mdn_checks_its_arguments(kwargs, match):
 
 
 def test_mdn_checks_its_input():
-    with pytest.raises(ValueError, match=r"last axis of the MDN input to be known. Received: input_shape=\(4, None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"last axis of the MDN input to be known. Received: input_shape=\(4, None\)",
+    ):
         mdn_keras.MDN(1, 2).build((4, None))
     with pytest.raises(ValueError, match=r"expected min_ndim=1, found ndim=0"):
         mdn_keras.MDN(1, 2)(np.float32(1.0))
@@ -200,13 +232,22 @@ def test_mdn_checks_its_input():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"temperature": -1.0}, r"`temperature` to be a finite number >= 0\. Received: temperature=-1.0"),
+        (
+            {"temperature": -1.0},
+            r"`temperature` to be a finite number >= 0\. Received: temperature=-1.0",
+        ),
         ({"temperature": np.float32(-0.5)}, r"Received: temperature=np.float32\(-0.5\)"),
         ({"temperature": float("inf")}, r"Received: temperature=inf"),
         ({"temperature": True}, r"Received: temperature=True"),
-        ({"sigma_temperature": float("nan")}, r"`sigma_temperature`.*Received: sigma_temperature=nan"),
+        (
+            {"sigma_temperature": float("nan")},
+            r"`sigma_temperature`.*Received: sigma_temperature=nan",
+        ),
         ({"sigma_temperature": -2}, r"Received: sigma_temperature=-2"),
-        ({"seed": 1.5}, r"an int, a keras.random.SeedGenerator or None\. Received: seed=1.5 of type float"),
+        (
+            {"seed": 1.5},
+            r"an int, a keras.random.SeedGenerator or None\. Received: seed=1.5 of type float",
+        ),
         ({"seed": "7"}, r"Received: seed='7' of type str"),
         ({"seed": -1}, r"in \[0, 2\*\*32\)\. Received: seed=-1"),
         ({"seed": 2**32}, r"Received: seed=4294967296"),
@@ -231,7 +272,9 @@ def test_sample_checks_params(params, match):
 
 def test_sample_accepts_the_seed_range_edges():
     for seed in (0, 2**32 - 1):
-        out = ops.convert_to_numpy(mdn_keras.sample(random_params(np.random.default_rng(0), (4,), 2, 3), 2, 3, seed=seed))
+        out = ops.convert_to_numpy(
+            mdn_keras.sample(random_params(np.random.default_rng(0), (4,), 2, 3), 2, 3, seed=seed)
+        )
         assert out.shape == (4, 2) and np.all(np.isfinite(out))
 
 
