@@ -110,7 +110,8 @@ def main() -> None:
             c_theirs = timed(lambda: jit_theirs(params), args.repeats)
         except ValueError as err:  # unseeded random ops cannot be traced by jax.jit
             notes.append(
-                f"keras-mdn-layer's vectorised sampler does not compile here: {str(err).splitlines()[0][:90]}"
+                "keras-mdn-layer's vectorised sampler does not compile here: "
+                f"{str(err).splitlines()[0][:90]}"
             )
             ratios.append(
                 (

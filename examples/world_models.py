@@ -69,7 +69,7 @@ class GustyPlane:
         per_gust = np.stack(
             [
                 math.log(p) + log_n(r[..., 0]) + log_n(r[..., 1] - g)
-                for g, p in zip(GUSTS, GUST_PROBS)
+                for g, p in zip(GUSTS, GUST_PROBS, strict=True)
             ],
             -1,
         )
@@ -126,7 +126,7 @@ def plot(path, real, dreams, res_real, res_dreams, num_lines):
     import matplotlib.pyplot as plt
 
     panels = [("real episodes", real, res_real)] + [
-        (name, z, r) for (name, z), r in zip(dreams.items(), res_dreams.values())
+        (name, z, r) for (name, z), r in zip(dreams.items(), res_dreams.values(), strict=True)
     ]
     fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6), sharey="row")
     colors = plt.cm.tab10(np.arange(num_lines))

@@ -2,11 +2,11 @@
 
 from mdn_keras.density import component_log_prob, log_prob
 from mdn_keras.distributions import to_distribution, to_tfp
+from mdn_keras.generation import build_mdn_rnn, make_step_model, rollout
 from mdn_keras.layer import MDN
 from mdn_keras.loss import MDNLoss, mdn_nll
 from mdn_keras.mixture import Mixture
 from mdn_keras.params import join_params, params_size, scale_from_raw, split_params
-from mdn_keras.generation import build_mdn_rnn, make_step_model, rollout
 from mdn_keras.sampling import sample
 from mdn_keras.statistics import (
     mixture_cdf,

@@ -42,7 +42,7 @@ def check_target(y: Tensor, params: Tensor, output_dim: int) -> Tensor:
     ok = len(y_shape) >= 1 and y_shape[-1] in (None, output_dim)
     if ok:
         # The leading axes must broadcast against params' leading axes.
-        for a, b in zip(reversed(y_shape[:-1]), reversed(lead)):
+        for a, b in zip(reversed(y_shape[:-1]), reversed(lead), strict=False):
             if a is not None and b is not None and a != b and 1 not in (a, b):
                 ok = False
     if not ok:

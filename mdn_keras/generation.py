@@ -383,7 +383,7 @@ def rollout(
     else:
         states = [
             ops.convert_to_tensor(s, dtype=spec.dtype)
-            for s, spec in zip(initial_state, state_specs)
+            for s, spec in zip(initial_state, state_specs, strict=False)
         ]
         got = [tuple(ops.convert_to_tensor(s).shape) for s in initial_state]
         want = [(batch, spec.shape[-1]) for spec in state_specs]

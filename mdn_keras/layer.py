@@ -161,13 +161,13 @@ class MDN(keras.layers.Layer):
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
         }
 
-    def get_loss(self, **kwargs: Any) -> "keras.losses.Loss":
+    def get_loss(self, **kwargs: Any) -> keras.losses.Loss:
         """An `MDNLoss` for this head's `output_dim` and `num_mixtures`."""
         from mdn_keras.loss import MDNLoss
 
         return MDNLoss(self.output_dim, self.num_mixtures, **kwargs)
 
-    def mixture(self, params: Tensor) -> "Mixture":
+    def mixture(self, params: Tensor) -> Mixture:
         """The `mdn_keras.Mixture` of this head's output `params`.
 
         Args:

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Sets up .venv and runs the test suite once per Keras backend, each in its own
-# process. Exits non-zero if any backend fails. Extra arguments go to pytest.
+# process, after the lint and type gates (ruff check, ruff format --check,
+# mypy mdn_keras). Exits non-zero if a gate or any backend fails. Extra
+# arguments go to pytest.
 #   usage: bash scripts/test.sh [pytest args]
 #   BACKENDS="jax torch" bash scripts/test.sh      # a subset of the matrix
 #   MDN_KERAS_TEST_DEVICE=gpu bash scripts/test.sh # fail unless tensors live on a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "tensorflow,jax,torch,tfp,test,bench" || exit 1
+bash scripts/setup.sh "tensorflow,jax,torch,tfp,test,bench,lint" || exit 1
+echo "===== gates: ruff check, ruff format --check, mypy ====="
+.venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check . || exit 1
+.venv/bin/mypy mdn_keras || exit 1
 backends="${BACKENDS:-tensorflow jax torch}"
 mkdir -p .test-results
 status=0

@@ -34,7 +34,7 @@ def test_split_params_layout(rng, lead, d, k):
     logits, loc, scale = (to_numpy(t) for t in mdn_keras.split_params(params, d, k))
     ref = np_split(params, d, k)
     assert logits.shape == (*lead, k) and loc.shape == scale.shape == (*lead, k, d)
-    for got, want in zip((logits, loc, scale), ref):
+    for got, want in zip((logits, loc, scale), ref, strict=True):
         np.testing.assert_array_equal(got, want.astype("float32"))
     rejoined = to_numpy(mdn_keras.join_params(logits, loc, scale))
     np.testing.assert_array_equal(rejoined, params)
@@ -125,7 +125,8 @@ def test_log_prob_compiles(rng):
     [
         (
             (32, 24),
-            r"num_mixtures \* \(2 \* output_dim \+ 1\) = 5 \* \(2 \* 2 \+ 1\) = 25\. Received: params.shape=\(32, 24\)",
+            r"num_mixtures \* \(2 \* output_dim \+ 1\) = 5 \* \(2 \* 2 \+ 1\) = 25\. "
+            r"Received: params.shape=\(32, 24\)",
         ),
         ((26,), r"= 25\. Received: params.shape=\(26,\)"),
     ],

@@ -41,7 +41,7 @@ def test_same_global_seed_gives_the_same_training_run():
     losses_again, weights_again = train(123)
     assert np.all(np.isfinite(losses))
     assert losses == losses_again
-    for a, b in zip(weights, weights_again):
+    for a, b in zip(weights, weights_again, strict=True):
         np.testing.assert_array_equal(a, b)
     losses_other, _ = train(124)
     assert losses_other != losses

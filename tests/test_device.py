@@ -3,9 +3,9 @@
 
 import keras
 import numpy as np
+from conftest import WANTED_DEVICE, tensor_device
 
 import mdn_keras
-from conftest import WANTED_DEVICE, tensor_device
 
 
 def test_head_output_stays_on_the_default_device():

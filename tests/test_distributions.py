@@ -14,11 +14,11 @@ import sys
 import keras
 import numpy as np
 import pytest
-from reference import np_log_prob, np_split, random_params
 from scipy import special
 
 import mdn_keras
 from mdn_keras import Mixture, to_distribution, to_tfp
+from reference import np_log_prob, np_split, random_params
 
 BACKEND = keras.backend.backend()
 BATCH_SHAPES = [(), (10,), (4, 6)]

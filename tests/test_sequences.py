@@ -93,7 +93,7 @@ def test_fit_ignores_padded_steps(rng):
 
     np.testing.assert_allclose(history.history["loss"][0], expected_first_loss, rtol=1e-5)
     assert np.isfinite(history.history["loss"]).all()
-    for a, b, w0 in zip(trained_garbage, model.get_weights(), initial):
+    for a, b, w0 in zip(trained_garbage, model.get_weights(), initial, strict=True):
         assert not np.allclose(a, w0)  # training did move the weights
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -20,8 +20,8 @@ from keras import ops
 from scipy import special
 
 import mdn_keras
-from mdn_keras import mdn_nll, scale_from_raw
 from backend_utils import value_and_grad
+from mdn_keras import mdn_nll, scale_from_raw
 
 ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
 D, K, BATCH = 2, 3, 4

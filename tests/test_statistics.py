@@ -5,7 +5,6 @@ import math
 import keras
 import numpy as np
 import pytest
-from reference import np_log_prob, np_split, random_params
 from scipy import optimize, special, stats
 
 import mdn_keras
@@ -20,6 +19,7 @@ from mdn_keras import (
     prediction_interval,
 )
 from mdn_keras.params import join_params
+from reference import np_log_prob, np_split, random_params
 
 BACKEND = keras.backend.backend()
 BATCH_SHAPES = [(), (10,), (4, 6)]
