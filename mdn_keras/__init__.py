@@ -2,6 +2,7 @@
 
 from mdn_keras.density import component_log_prob, log_prob
 from mdn_keras.distributions import to_distribution, to_tfp
+from mdn_keras.families import FAMILIES, Family, get_family
 from mdn_keras.generation import build_mdn_rnn, make_step_model, rollout
 from mdn_keras.layer import MDN
 from mdn_keras.loss import MDNLoss, mdn_nll
@@ -9,7 +10,9 @@ from mdn_keras.mixture import Mixture
 from mdn_keras.params import join_params, params_size, scale_from_raw, split_params
 from mdn_keras.sampling import sample
 from mdn_keras.statistics import (
+    marginal_cdf,
     mixture_cdf,
+    mixture_covariance,
     mixture_mean,
     mixture_mode,
     mixture_quantile,
@@ -21,6 +24,8 @@ from mdn_keras.statistics import (
 from mdn_keras.version import __version__
 
 __all__ = [
+    "FAMILIES",
+    "Family",
     "MDN",
     "MDNLoss",
     "Mixture",
@@ -28,10 +33,13 @@ __all__ = [
     "build_mdn_rnn",
     "component_log_prob",
     "join_params",
+    "get_family",
     "log_prob",
     "make_step_model",
+    "marginal_cdf",
     "mdn_nll",
     "mixture_cdf",
+    "mixture_covariance",
     "mixture_mean",
     "mixture_mode",
     "mixture_quantile",

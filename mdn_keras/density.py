@@ -1,10 +1,14 @@
 """The mixture density. Everything that evaluates `log p(y|x)` calls `log_prob`.
 
-    p(y | x) = sum_k pi_k(x) N(y; loc_k(x), diag(scale_k(x)^2)),  pi = softmax(logits)
+    p(y | x) = sum_k pi_k(x) p_k(y | theta_k(x)),  pi = softmax(logits)
 
 computed in log space:
 
-    log p(y | x) = logsumexp_k [ log_softmax(logits)_k + log N(y; loc_k, scale_k) ]
+    log p(y | x) = logsumexp_k [ log_softmax(logits)_k + log p_k(y | theta_k) ]
+
+The component log-density `log p_k` is the family's (`mdn_keras.families`);
+for the default `"normal"` family
+
     log N(y; m, s) = -D/2 log(2 pi) - sum_d log s_d - 1/2 sum_d ((y_d - m_d) / s_d)^2
 
 No epsilon is added anywhere: the value is the exact log-density of the
@@ -14,11 +18,12 @@ parameters given. The scale floor lives in the layer's activation
 
 from __future__ import annotations
 
-import math
-
 from keras import ops
 
-from mdn_keras.params import _shape_str, check_params, lead_shape, split_params
+from mdn_keras.families import ComponentLike, get_family
+from mdn_keras.params import check_params, split_unchecked
+from mdn_keras.shapes import lead_shape
+from mdn_keras.shapes import shape_str as _shape_str
 from mdn_keras.types import Tensor
 
 
@@ -55,41 +60,51 @@ def check_target(y: Tensor, params: Tensor, output_dim: int) -> Tensor:
     return y
 
 
-def component_log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def component_log_prob(
+    params: Tensor,
+    y: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
+) -> Tensor:
     """Log-density of `y` under each component, weighted by its log mixing weight.
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         y: `(..., output_dim)` targets (or `(...)` when `output_dim == 1`).
         output_dim: `D`.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
-        `(..., K)`: `log pi_k + log N(y; loc_k, scale_k)`. Its `logsumexp` over
+        `(..., K)`: `log pi_k + log p_k(y)`. Its `logsumexp` over
         the last axis is `log_prob`; its softmax is the posterior responsibility
         of each component for `y`.
     """
-    params = check_params(params, output_dim, num_mixtures)
+    family = get_family(component)
+    params = check_params(params, output_dim, num_mixtures, family)
     y = check_target(y, params, output_dim)
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    z = (ops.expand_dims(y, -2) - loc) / scale
-    log_normal = (
-        -0.5 * ops.sum(ops.square(z), axis=-1)
-        - ops.sum(ops.log(scale), axis=-1)
-        - 0.5 * output_dim * math.log(2.0 * math.pi)
-    )
-    return ops.log_softmax(logits, axis=-1) + log_normal
+    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
+    return ops.log_softmax(logits, axis=-1) + family.log_prob(parts, ops.expand_dims(y, -2))
 
 
-def log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def log_prob(
+    params: Tensor,
+    y: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
+) -> Tensor:
     """`log p(y | x)` of targets under the mixture an MDN head predicts.
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         y: `(..., output_dim)` targets whose leading axes broadcast with
             `params.shape[:-1]`; `(...)` is accepted when `output_dim == 1`.
         output_dim: `D`, the dimension of `y`.
         num_mixtures: `K`, the number of components.
+        component: the component family (`"normal"` by default; see
+            `mdn_keras.families`).
 
     Returns:
         `(...)`: the log-density, in `params.dtype`. A NaN in `y` or `params`
@@ -99,4 +114,6 @@ def log_prob(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> T
         ValueError: on a wrongly sized last axis, non-broadcasting leading
             axes, or non-floating `params`.
     """
-    return ops.logsumexp(component_log_prob(params, y, output_dim, num_mixtures), axis=-1)
+    return ops.logsumexp(
+        component_log_prob(params, y, output_dim, num_mixtures, component), axis=-1
+    )

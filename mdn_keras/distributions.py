@@ -1,7 +1,8 @@
 """Distribution objects for the mixture an MDN head predicts.
 
-`to_tfp` builds a TensorFlow Probability `MixtureSameFamily` of diagonal
-Gaussians; `to_distribution` returns the backend's native object (TFP on
+`to_tfp` builds a TensorFlow Probability `MixtureSameFamily` whose components
+are the family's TFP twin (`MultivariateNormalDiag`, `Independent(Laplace)`,
+`Independent(StudentT)`, `MultivariateNormalTriL`); `to_distribution` returns the backend's native object (TFP on
 TensorFlow and JAX, `torch.distributions` on PyTorch).
 
 TensorFlow Probability is optional (`pip install "mdn_keras[tfp]"`) and is
@@ -17,6 +18,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import split_params
 from mdn_keras.types import Tensor
 
@@ -68,7 +70,9 @@ def _tfp_distributions(backend: str) -> ModuleType:
     return tfp_numpy.distributions
 
 
-def to_tfp(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
+def to_tfp(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Any:
     """The mixture in `params` as a TFP `MixtureSameFamily` distribution.
 
     Builds
@@ -77,6 +81,8 @@ def to_tfp(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
             tfd.Categorical(logits=logits),
             tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale))
 
+    for the default `"normal"` family, and the family's TFP twin otherwise
+    (`Independent(Laplace)`, `Independent(StudentT)`, `MultivariateNormalTriL`),
     with `batch_shape == params.shape[:-1]` and `event_shape == (output_dim,)`.
     The TFP substrate follows the Keras backend:
 
@@ -91,9 +97,10 @@ def to_tfp(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
       use `to_distribution` for a differentiable, on-device object.
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
         A `MixtureSameFamily` distribution.
@@ -103,18 +110,21 @@ def to_tfp(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
             `tf_keras`) is not installed; the message names the pip extra.
         ValueError: if `params` has the wrong last axis or is not floating-point.
     """
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    family = get_family(component)
+    logits, *parts = split_params(params, output_dim, num_mixtures, family)
     backend = keras.backend.backend()
     tfd = _tfp_distributions(backend)
     if backend not in ("tensorflow", "jax"):
-        logits, loc, scale = (ops.convert_to_numpy(t) for t in (logits, loc, scale))
+        logits, *parts = (ops.convert_to_numpy(t) for t in (logits, *parts))
     return tfd.MixtureSameFamily(
         mixture_distribution=tfd.Categorical(logits=logits),
-        components_distribution=tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale),
+        components_distribution=family.tfp(tfd, tuple(parts)),
     )
 
 
-def to_distribution(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
+def to_distribution(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Any:
     """The mixture in `params` as the active backend's native distribution object.
 
     * TensorFlow and JAX: the TFP object of `to_tfp` (needs
@@ -125,23 +135,24 @@ def to_distribution(params: Tensor, output_dim: int, num_mixtures: int) -> Any:
               Categorical(logits=logits),
               Independent(Normal(loc, scale), 1))
 
-      on the tensors' device, differentiable: gradients of its `log_prob`
+      for `"normal"`, and `Independent(Laplace)`, `Independent(StudentT)` or
+      `MultivariateNormal(loc, scale_tril=...)` for the other families, on the tensors' device, differentiable: gradients of its `log_prob`
       flow back to the weights that produced `params`. No TFP needed.
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
         A distribution with batch shape `params.shape[:-1]` and event shape
         `(output_dim,)`.
     """
     if keras.backend.backend() != "torch":
-        return to_tfp(params, output_dim, num_mixtures)
+        return to_tfp(params, output_dim, num_mixtures, component)
     import torch.distributions as td
 
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    return td.MixtureSameFamily(
-        td.Categorical(logits=logits), td.Independent(td.Normal(loc, scale), 1)
-    )
+    family = get_family(component)
+    logits, *parts = split_params(params, output_dim, num_mixtures, family)
+    return td.MixtureSameFamily(td.Categorical(logits=logits), family.torch(td, tuple(parts)))

@@ -30,6 +30,7 @@ import keras
 from keras import ops
 
 from mdn_keras.layer import MDN
+from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import _shape_str, check_positive_int, params_size
 from mdn_keras.sampling import check_temperature, sample, split_seed
 from mdn_keras.types import Seed, Tensor
@@ -44,6 +45,7 @@ def build_mdn_rnn(
     num_mixtures: int = 5,
     *,
     name: str = "mdn_rnn",
+    component: ComponentLike = "normal",
     **mdn_kwargs: Any,
 ) -> keras.Model:
     """The World Models MDN-RNN: `(z_t, a_t)` sequences -> LSTM -> `MDN(z_{t+1})`.
@@ -61,6 +63,7 @@ def build_mdn_rnn(
         hidden_units: LSTM units.
         num_mixtures: `K`, mixture components of the MDN head.
         name: model name.
+        component: the component family of the head (`"normal"` by default).
         **mdn_kwargs: passed to `MDN` (`scale_activation`, `min_scale`, ...).
 
     Returns:
@@ -84,7 +87,7 @@ def build_mdn_rnn(
         inputs.append(a)
         h = keras.layers.Concatenate(axis=-1, name="z_action")([z, a])
     h = keras.layers.LSTM(hidden_units, return_sequences=True, name="lstm")(h)
-    params = MDN(latent_dim, num_mixtures, name="mdn", **mdn_kwargs)(h)
+    params = MDN(latent_dim, num_mixtures, name="mdn", component=component, **mdn_kwargs)(h)
     return keras.Model(inputs, params, name=name)
 
 
@@ -268,6 +271,7 @@ def rollout(
     seed: Seed = None,
     initial_state: Optional[Sequence[Tensor]] = None,
     return_state: bool = False,
+    component: ComponentLike = "normal",
 ) -> Union[Tensor, tuple]:
     """Generates sequences by feeding each sample back as the next input.
 
@@ -307,6 +311,7 @@ def rollout(
             Pass the states returned with `return_state=True` to continue a
             rollout.
         return_state: also return the final states.
+        component: the component family of the head (`"normal"` by default).
 
     Returns:
         `(batch, num_steps, D)` samples `x_1 .. x_num_steps`, a tensor of the
@@ -322,6 +327,7 @@ def rollout(
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
     split_seed(seed)  # validates the seed's type
+    family = get_family(component)
 
     num_states = len(step_model.outputs) - 1
     data_specs = step_model.inputs[: len(step_model.inputs) - num_states]
@@ -333,10 +339,11 @@ def rollout(
             f"{len(step_model.outputs)} outputs"
         )
     out_size = step_model.outputs[0].shape[-1]
-    if out_size != params_size(output_dim, num_mixtures):
+    if out_size != params_size(output_dim, num_mixtures, family):
         raise ValueError(
-            "Expected the step model to output num_mixtures * (2 * output_dim + 1) = "
-            f"{params_size(output_dim, num_mixtures)} values. Received: "
+            f"Expected the step model to output {family.layout_formula()} = "
+            f"{params_size(output_dim, num_mixtures, family)} values "
+            f"(component={family.name!r}). Received: "
             f"output shape {_shape_str(tuple(step_model.outputs[0].shape))}"
         )
     dtype = data_specs[0].dtype
@@ -416,6 +423,7 @@ def rollout(
             temperature=temperature,
             sigma_temperature=sigma_temperature,
             seed=generator,
+            component=family,
         )
         x = ops.cast(x, dtype)
         samples.append(x)

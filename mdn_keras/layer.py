@@ -13,6 +13,8 @@ from mdn_keras.params import (
     params_size,
     scale_from_raw,
 )
+from mdn_keras.families import ComponentLike, get_family
+from mdn_keras.shapes import split_last
 from mdn_keras.types import Shape, Tensor
 
 if TYPE_CHECKING:
@@ -21,13 +23,21 @@ if TYPE_CHECKING:
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
 class MDN(keras.layers.Layer):
-    """Mixture Density Network head: a Gaussian mixture over a `D`-dim target.
+    """Mixture Density Network head: a mixture over a `D`-dim target.
 
     One dense projection (a single matmul) produces
-    `num_mixtures * (2 * output_dim + 1)` values; the scale block goes through
-    a positive, bounded activation. The output is the flat parameter tensor
-    laid out as `[loc (K*D) | scale (K*D) | logits (K)]`
+    `params_size(output_dim, num_mixtures, component)` values; the family's
+    constraints make them valid (the scale block goes through a positive,
+    bounded activation). For the default `"normal"` family the output is the
+    flat parameter tensor laid out as `[loc (K*D) | scale (K*D) | logits (K)]`
     (see `mdn_keras.params`); `mdn_keras.split_params` splits it.
+
+    Component families (`component=`):
+
+    * `"normal"`: diagonal Gaussians, `[loc K*D, scale K*D, logits K]`;
+    * `"laplace"`: independent Laplace, `[loc K*D, scale K*D, logits K]`;
+    * `"student_t"`: independent Student-t, `[loc K*D, scale K*D, df K*D, logits K]`;
+    * `"mvn_tril"`: full-covariance Gaussians, `[loc K*D, scale_tril K*D(D+1)/2, logits K]`.
 
     Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`) the
     head computes in, and returns, float32 (the variable dtype), as Keras
@@ -50,6 +60,12 @@ class MDN(keras.layers.Layer):
             smaller.
         max_scale: optional ceiling; `None` is unbounded for `softplus` and
             `elu_plus_one`, 1e4 for `exp`.
+        component: the component family: `"normal"` (default), `"laplace"`,
+            `"student_t"`, `"mvn_tril"`, or a `mdn_keras.families.Family`
+            (for options, e.g. `StudentT(min_df=2.0)`). The scale activation
+            and `min_scale`/`max_scale` apply to the `scale` block, and for
+            `"mvn_tril"` to the diagonal of each `scale_tril`; `"student_t"`
+            constrains `df = softplus(raw) + min_df`.
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, activity_regularizer, kernel_constraint,
         bias_constraint: as for `keras.layers.Dense`.
@@ -59,7 +75,7 @@ class MDN(keras.layers.Layer):
         `(batch_size, ..., input_dim)`, any rank >= 1.
 
     Output shape:
-        `(batch_size, ..., num_mixtures * (2 * output_dim + 1))`.
+        `(batch_size, ..., params_size(output_dim, num_mixtures, component))`.
 
     Example:
 
@@ -85,6 +101,7 @@ class MDN(keras.layers.Layer):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        component: ComponentLike = "normal",
         **kwargs: Any,
     ) -> None:
         check_positive_int("output_dim", output_dim)
@@ -106,7 +123,8 @@ class MDN(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.params_size = params_size(output_dim, num_mixtures)
+        self.component = get_family(component)
+        self.params_size = params_size(output_dim, num_mixtures, self.component)
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
         self.supports_masking = True
 
@@ -135,11 +153,14 @@ class MDN(keras.layers.Layer):
 
     def call(self, inputs: Tensor) -> Tensor:
         raw = ops.add(ops.matmul(inputs, self.kernel), self.bias)
-        kd = self.num_mixtures * self.output_dim
-        scale = scale_from_raw(
-            raw[..., kd : 2 * kd], self.scale_activation, self.min_scale, self.max_scale
-        )
-        return ops.concatenate([raw[..., :kd], scale, raw[..., 2 * kd :]], axis=-1)
+        k, d = self.num_mixtures, self.output_dim
+        # One split and one concatenate (their gradients cancel under XLA).
+        blocks = split_last(raw, [k * size for size in self.component.part_sizes(d)] + [k])
+        parts = self.component.constrain(blocks[:-1], self._scale, d)
+        return ops.concatenate([*parts, blocks[-1]], axis=-1)
+
+    def _scale(self, raw: Tensor) -> Tensor:
+        return scale_from_raw(raw, self.scale_activation, self.min_scale, self.max_scale)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*tuple(input_shape)[:-1], self.params_size)
@@ -152,6 +173,7 @@ class MDN(keras.layers.Layer):
             "scale_activation": self.scale_activation,
             "min_scale": self.min_scale,
             "max_scale": self.max_scale,
+            "component": self.component.serialize(),
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
@@ -165,17 +187,17 @@ class MDN(keras.layers.Layer):
         """An `MDNLoss` for this head's `output_dim` and `num_mixtures`."""
         from mdn_keras.loss import MDNLoss
 
-        return MDNLoss(self.output_dim, self.num_mixtures, **kwargs)
+        return MDNLoss(self.output_dim, self.num_mixtures, component=self.component, **kwargs)
 
     def mixture(self, params: Tensor) -> Mixture:
         """The `mdn_keras.Mixture` of this head's output `params`.
 
         Args:
-            params: `(..., num_mixtures * (2 * output_dim + 1))`, this layer's output.
+            params: `(..., self.params_size)`, this layer's output.
 
         Returns:
-            `Mixture(params, self.output_dim, self.num_mixtures)`.
+            `Mixture(params, self.output_dim, self.num_mixtures, component=self.component)`.
         """
         from mdn_keras.mixture import Mixture
 
-        return Mixture(params, self.output_dim, self.num_mixtures)
+        return Mixture(params, self.output_dim, self.num_mixtures, component=self.component)

@@ -7,21 +7,31 @@ from typing import Any, Optional
 import keras
 
 from mdn_keras.density import log_prob
+from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import check_positive_int
 from mdn_keras.types import Tensor
 
 
-def mdn_nll(y_true: Tensor, y_pred: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def mdn_nll(
+    y_true: Tensor,
+    y_pred: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
+) -> Tensor:
     """Per-example negative log-likelihood `-log p(y_true | y_pred)`.
 
     Args:
         y_true: `(..., output_dim)` targets (or `(...)` when `output_dim == 1`).
-        y_pred: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        y_pred: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
+        output_dim: `D`.
+        num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
         `(...)`, not reduced, so masks and per-timestep weights apply.
     """
-    return -log_prob(y_pred, y_true, output_dim, num_mixtures)
+    return -log_prob(y_pred, y_true, output_dim, num_mixtures, component)
 
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
@@ -37,6 +47,8 @@ class MDNLoss(keras.losses.Loss):
     Args:
         output_dim: `D`, as given to the `MDN` layer.
         num_mixtures: `K`, as given to the `MDN` layer.
+        component: the component family, as given to the `MDN` layer
+            (`"normal"` by default).
         reduction: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
             `"mean_with_sample_weight"` or `"none"`.
         name: loss name.
@@ -46,7 +58,7 @@ class MDNLoss(keras.losses.Loss):
     Call arguments:
         y_true: `(batch_size, ..., output_dim)`; `(batch_size, ...)` when
             `output_dim == 1`.
-        y_pred: `(batch_size, ..., num_mixtures * (2 * output_dim + 1))`.
+        y_pred: `(batch_size, ..., params_size(output_dim, num_mixtures, component))`.
         sample_weight: optional, broadcastable to `(batch_size, ...)`.
     """
 
@@ -57,19 +69,22 @@ class MDNLoss(keras.losses.Loss):
         reduction: Optional[str] = "sum_over_batch_size",
         name: str = "mdn_nll",
         dtype: Any = None,
+        component: ComponentLike = "normal",
     ) -> None:
         check_positive_int("output_dim", output_dim)
         check_positive_int("num_mixtures", num_mixtures)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.output_dim = output_dim
         self.num_mixtures = num_mixtures
+        self.component = get_family(component)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return mdn_nll(y_true, y_pred, self.output_dim, self.num_mixtures)
+        return mdn_nll(y_true, y_pred, self.output_dim, self.num_mixtures, self.component)
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
             "output_dim": self.output_dim,
             "num_mixtures": self.num_mixtures,
+            "component": self.component.serialize(),
         }

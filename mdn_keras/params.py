@@ -1,14 +1,17 @@
 """The flat parameter layout of an MDN head, and the scale activations.
 
-An `MDN` layer emits one flat tensor of `num_mixtures * (2 * output_dim + 1)`
-values on its last axis. With `K = num_mixtures` and `D = output_dim`:
+An `MDN` layer emits one flat tensor on its last axis. With `K = num_mixtures`,
+`D = output_dim` and the default `"normal"` component family, it holds
+`num_mixtures * (2 * output_dim + 1)` values:
 
     params[..., 0 : K*D]          loc    (means), component-major: loc[k, d] at k*D + d
     params[..., K*D : 2*K*D]      scale  (positive standard deviations), same order
     params[..., 2*K*D : ]         logits (mixing weights before softmax)
 
 This is the same order as `keras-mdn-layer` (mus, sigmas, pis), so tensors
-produced by either package can be read by the other's functions.
+produced by either package can be read by the other's functions. Other
+families (`component=`, see `mdn_keras.families`) put their parts' blocks in
+order, component-major inside each block, and the `K` logits last.
 `split_params` is the one place that reads the layout.
 """
 
@@ -20,7 +23,9 @@ from typing import Optional
 import keras
 from keras import ops
 
-from mdn_keras.types import Shape, Tensor
+from mdn_keras.families import ComponentLike, Family, get_family
+from mdn_keras.shapes import lead_shape, shape_str, split_last
+from mdn_keras.types import Tensor
 
 SCALE_ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
 #: Ceiling used by the `exp` activation when `max_scale=None`: exp(log-variance)
@@ -28,11 +33,16 @@ SCALE_ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
 DEFAULT_EXP_MAX_SCALE = 1e4
 
 
-def params_size(output_dim: int, num_mixtures: int) -> int:
-    """Number of values an MDN head emits: `num_mixtures * (2 * output_dim + 1)`."""
+def params_size(output_dim: int, num_mixtures: int, component: ComponentLike = "normal") -> int:
+    """Number of values an MDN head emits.
+
+    `num_mixtures * (2 * output_dim + 1)` for `"normal"` and `"laplace"`,
+    `num_mixtures * (3 * output_dim + 1)` for `"student_t"`,
+    `num_mixtures * (output_dim + output_dim * (output_dim + 1) / 2 + 1)` for `"mvn_tril"`.
+    """
     check_positive_int("output_dim", output_dim)
     check_positive_int("num_mixtures", num_mixtures)
-    return num_mixtures * (2 * output_dim + 1)
+    return get_family(component).params_size(int(output_dim), int(num_mixtures))
 
 
 def check_positive_int(name: str, value: object) -> None:
@@ -43,21 +53,26 @@ def check_positive_int(name: str, value: object) -> None:
         )
 
 
-def _shape_str(shape: Shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+_shape_str = shape_str
 
 
-def check_params(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def check_params(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
     """Converts `params` to a floating tensor and checks its last axis statically."""
-    size = params_size(output_dim, num_mixtures)
+    family = get_family(component)
+    size = params_size(output_dim, num_mixtures, family)
     params = ops.convert_to_tensor(params)
     check_floating("params", params)
     shape = tuple(params.shape)
     if len(shape) < 1 or (shape[-1] is not None and shape[-1] != size):
+        formula = family.layout_formula()
+        numbers = formula.replace("num_mixtures", str(num_mixtures)).replace(
+            "output_dim", str(output_dim)
+        )
         raise ValueError(
-            "Expected params.shape[-1] == num_mixtures * (2 * output_dim + 1) = "
-            f"{num_mixtures} * (2 * {output_dim} + 1) = {size}. "
-            f"Received: params.shape={_shape_str(shape)}"
+            f"Expected params.shape[-1] == {formula} = {numbers} = {size} "
+            f"(component={family.name!r}). Received: params.shape={shape_str(shape)}"
         )
     return params
 
@@ -72,87 +87,85 @@ def check_floating(name: str, x: Tensor) -> str:
     return dtype
 
 
-def lead_shape(x: Tensor, n_trailing: int) -> tuple:
-    """`x.shape` without its last `n_trailing` axes, in a form `ops.reshape` takes.
-
-    Static where known; one unknown axis becomes -1; several use the dynamic shape.
-    """
-    static = tuple(x.shape)[: len(x.shape) - n_trailing]
-    unknown = sum(dim is None for dim in static)
-    if unknown == 0:
-        return static
-    if unknown == 1:
-        return tuple(-1 if dim is None else dim for dim in static)
-    return tuple(ops.shape(x))[: len(static)]
-
-
 def split_params(
-    params: Tensor, output_dim: int, num_mixtures: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Splits a flat MDN output into `(logits, loc, scale)`.
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> tuple:
+    """Splits a flat MDN output into `(logits, *parts)`.
 
     Args:
-        params: tensor of shape `(..., num_mixtures * (2 * output_dim + 1))`,
+        params: tensor of shape `(..., params_size(output_dim, num_mixtures, component))`,
             laid out as described in this module's docstring.
         output_dim: `D`, the dimension of the predicted variable.
-        num_mixtures: `K`, the number of Gaussian components.
+        num_mixtures: `K`, the number of components.
+        component: the component family: `"normal"` (default), `"laplace"`,
+            `"student_t"`, `"mvn_tril"` or a `mdn_keras.families.Family`.
 
     Returns:
-        `logits` of shape `(..., K)`: mixing logits before softmax;
-        `loc` of shape `(..., K, D)`: component means;
-        `scale` of shape `(..., K, D)`: component standard deviations.
+        `logits` of shape `(..., K)` (mixing logits before softmax), then the
+        family's parts:
+
+        * `"normal"`, `"laplace"`: `loc`, `scale`, each `(..., K, D)`;
+        * `"student_t"`: `loc`, `scale`, `df`, each `(..., K, D)`;
+        * `"mvn_tril"`: `loc` `(..., K, D)` and `scale_tril` `(..., K, D, D)`
+          (lower triangular, zeros above the diagonal).
 
     Raises:
-        ValueError: if `params` is not floating-point or its last axis is not
-            `num_mixtures * (2 * output_dim + 1)`.
+        ValueError: if `params` is not floating-point or its last axis has
+            the wrong size.
     """
-    params = check_params(params, output_dim, num_mixtures)
-    loc_scale = loc_scale_view(params, output_dim, num_mixtures)
-    return (
-        split_logits(params, output_dim, num_mixtures),
-        loc_scale[..., 0, :, :],
-        loc_scale[..., 1, :, :],
-    )
+    family = get_family(component)
+    params = check_params(params, output_dim, num_mixtures, family)
+    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
+    return (logits, *parts)
 
 
-def loc_scale_view(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
-    """`(..., 2, K, D)`: `[..., 0]` the means, `[..., 1]` the scales (no checks)."""
-    k, d = num_mixtures, output_dim
-    return ops.reshape(params[..., : 2 * k * d], (*lead_shape(params, 1), 2, k, d))
+def split_unchecked(params: Tensor, output_dim: int, num_mixtures: int, family: Family) -> tuple:
+    """`(logits, parts)` of checked `params` (one split of the last axis)."""
+    sizes = [num_mixtures * size for size in family.part_sizes(output_dim)]
+    blocks = split_last(params, [*sizes, num_mixtures])
+    return blocks[-1], family.unflatten(blocks[:-1], output_dim, num_mixtures)
 
 
-def split_logits(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
-    """`(..., K)` mixing logits (no checks)."""
-    return params[..., 2 * num_mixtures * output_dim :]
+def join_params(logits: Tensor, *parts: Tensor, component: ComponentLike = "normal") -> Tensor:
+    """Inverse of `split_params`: `(..., K)` logits and the family's parts -> flat params.
 
-
-def join_params(logits: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    """Inverse of `split_params`: `(..., K)`, `(..., K, D)`, `(..., K, D)` -> `(..., K*(2D+1))`."""
+    Example: `join_params(logits, loc, scale)` for `"normal"`,
+    `join_params(logits, loc, scale, df, component="student_t")`.
+    """
+    family = get_family(component)
     logits = ops.convert_to_tensor(logits)
-    loc = ops.convert_to_tensor(loc)
-    scale = ops.convert_to_tensor(scale)
-    if (
-        len(loc.shape) < 2
-        or tuple(loc.shape) != tuple(scale.shape)
-        or (tuple(logits.shape) != tuple(loc.shape[:-1]))
-    ):
+    parts = tuple(ops.convert_to_tensor(p) for p in parts)
+    names = ("logits", *family.part_names)
+    if len(parts) != len(family.part_names):
         raise ValueError(
-            "Expected logits.shape == (..., K) and loc.shape == scale.shape == "
-            f"(..., K, D). Received: logits.shape={_shape_str(tuple(logits.shape))}, "
-            f"loc.shape={_shape_str(tuple(loc.shape))}, "
-            f"scale.shape={_shape_str(tuple(scale.shape))}"
+            f"Expected {len(names)} tensors {names} for the {family.name!r} family. "
+            f"Received: {1 + len(parts)} tensors"
         )
-    dtypes = [keras.backend.standardize_dtype(t.dtype) for t in (loc, scale)]
-    if "float" not in dtypes[0] or dtypes[0] != dtypes[1]:
-        # Both dtypes in one message: a lone check_floating would name only one.
+    loc = parts[0]
+    shapes = ", ".join(f"{n}.shape={shape_str(tuple(t.shape))}" for n, t in zip(names, (logits, *parts)))
+    if len(loc.shape) < 2 or tuple(logits.shape) != tuple(loc.shape[:-1]):
         raise ValueError(
-            "Expected `loc` and `scale` to be floating-point tensors of the same dtype. "
-            f"Received: loc.dtype={dtypes[0]}, scale.dtype={dtypes[1]}"
+            "Expected logits.shape == (..., K) and loc.shape == (..., K, D). " f"Received: {shapes}"
         )
-    lead = lead_shape(loc, 2)
-    k, d = loc.shape[-2], loc.shape[-1]
-    flat = lambda t: ops.reshape(t, (*lead, k * d))  # noqa: E731
-    return ops.concatenate([flat(loc), flat(scale), ops.cast(logits, loc.dtype)], axis=-1)
+    output_dim = loc.shape[-1]
+    family.check_parts(parts, output_dim)
+    batch = tuple(loc.shape[:-1])
+    for name, part, ndims in zip(names[1:], parts, family.part_event_ndims()):
+        if tuple(part.shape[: len(part.shape) - ndims]) != batch:
+            raise ValueError(
+                f"Expected every part to have the leading shape (..., K) = {shape_str(batch)}. "
+                f"Received: {shapes}"
+            )
+    dtypes = [keras.backend.standardize_dtype(t.dtype) for t in parts]
+    if "float" not in dtypes[0] or len(set(dtypes)) != 1:
+        # All dtypes in one message: a lone check_floating would name only one.
+        received = ", ".join(f"{n}.dtype={d}" for n, d in zip(names[1:], dtypes))
+        raise ValueError(
+            "Expected " + " and ".join(f"`{n}`" for n in names[1:])
+            + f" to be floating-point tensors of the same dtype. Received: {received}"
+        )
+    blocks = family.flatten(parts, output_dim)
+    return ops.concatenate([*blocks, ops.cast(logits, loc.dtype)], axis=-1)
 
 
 def check_scale_options(

@@ -10,7 +10,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from mdn_keras.params import check_params, lead_shape, loc_scale_view, split_logits
+from mdn_keras.families import ComponentLike, get_family
+from mdn_keras.params import check_params, split_unchecked
+from mdn_keras.shapes import lead_shape
 from mdn_keras.types import Seed, Tensor
 
 # Smallest uniform draw for the Gumbel noise: keeps -log(-log(u)) finite.
@@ -86,17 +88,19 @@ def choose_component(logits: Tensor, temperature: Union[float, Tensor], seed: Se
     return ops.reshape(index, lead_shape(logits, 1))
 
 
-def select_component(values: Tensor, index: Tensor) -> Tensor:
-    """`values[..., index, :]` for `(..., K, D)` values and `(...)` indices.
+def select_component(values: Tensor, index: Tensor, event_ndims: int = 1) -> Tensor:
+    """`values[..., index, :]` for `(..., K, *event)` values and `(...)` indices.
 
-    A gather (`take_along_axis`): on CPUs it is several times faster than
-    multiplying by a one-hot mask, and on GPUs it is as fast.
-    Extra axes between the leading ones and `(K, D)` are broadcast: values of
-    shape `(..., M, K, D)` give `(..., M, D)`.
+    `event_ndims` is the rank of `event`: 1 for `(..., K, D)` parts, 2 for
+    `(..., K, D, D)`. A gather (`take_along_axis`): on CPUs it is several
+    times faster than multiplying by a one-hot mask, and on GPUs it is as fast.
+    Extra axes between the leading ones and `(K, *event)` are broadcast:
+    values of shape `(..., M, K, D)` give `(..., M, D)`.
     """
     extra = len(values.shape) - len(index.shape)
     index = ops.reshape(index, (*lead_shape(index, 0), *([1] * extra)))
-    return ops.squeeze(ops.take_along_axis(values, index, axis=-2), axis=-2)
+    axis = -1 - event_ndims
+    return ops.squeeze(ops.take_along_axis(values, index, axis=axis), axis=axis)
 
 
 def sample(
@@ -107,38 +111,43 @@ def sample(
     temperature: Union[float, Tensor] = 1.0,
     sigma_temperature: Union[float, Tensor] = 1.0,
     seed: Seed = None,
+    component: ComponentLike = "normal",
 ) -> Tensor:
     """Draws one sample per row from the mixture in `params`.
 
     A component is picked from `Categorical(softmax(logits / temperature))`,
-    then a point from `N(loc_k, diag(scale_k^2 * sigma_temperature))`
-    (the convention of World Models and keras-mdn-layer).
+    then a point from that component with its covariance multiplied by
+    `sigma_temperature` (for the default `"normal"` family,
+    `N(loc_k, diag(scale_k^2 * sigma_temperature))`: the convention of World
+    Models and keras-mdn-layer).
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
         temperature: `>= 0`; divides the mixing logits. `0` always picks the
             most probable component, large values pick uniformly.
-        sigma_temperature: `>= 0`; multiplies each component's variance
-            (the scale by `sqrt(sigma_temperature)`). `0` returns the chosen
-            component's mean.
+        sigma_temperature: `>= 0`; multiplies each component's covariance
+            (its scale by `sqrt(sigma_temperature)`). `0` returns the chosen
+            component's location.
         seed: an int in [0, 2**32) (the same int gives the same draw), a
             `keras.random.SeedGenerator`, or None (Keras' global generator;
             not allowed inside `jax.jit`).
+        component: the component family (`"normal"` by default).
 
     Returns:
         `(..., D)` samples in `params.dtype`.
     """
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
+    family = get_family(component)
     seed_component, seed_noise = split_seed(seed)
-    params = check_params(params, output_dim, num_mixtures)
-    index = choose_component(
-        split_logits(params, output_dim, num_mixtures), temperature, seed_component
+    params = check_params(params, output_dim, num_mixtures, family)
+    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
+    index = choose_component(logits, temperature, seed_component)
+    chosen = tuple(
+        select_component(part, index, ndims)
+        for part, ndims in zip(parts, family.part_event_ndims())
     )
-    # One gather for both: (..., 2, K, D) -> (..., 2, D).
-    chosen = select_component(loc_scale_view(params, output_dim, num_mixtures), index)
-    mean, std = chosen[..., 0, :], chosen[..., 1, :]
-    noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed_noise)
-    return mean + std * ops.sqrt(ops.cast(sigma_temperature, mean.dtype)) * noise
+    sigma_scale = ops.sqrt(ops.cast(sigma_temperature, params.dtype))
+    return family.sample(chosen, sigma_scale, seed_noise)

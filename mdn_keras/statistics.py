@@ -1,17 +1,21 @@
 """Summary statistics of the mixture an MDN head predicts, in `keras.ops` only.
 
-With `pi = softmax(logits)` and components `N(loc_k, diag(scale_k^2))`:
+With `pi = softmax(logits)` and components with means `m_k`, covariances `C_k`:
 
-    mean      E[y]   = sum_k pi_k loc_k
-    variance  Var[y] = sum_k pi_k (scale_k^2 + (loc_k - E[y])^2)   (per dimension)
-    mode      argmax_y p(y), by a fixed-point (mean-shift) iteration
-    cdf       F(y)   = sum_k pi_k Phi((y - loc_k) / scale_k)        (output_dim == 1)
-    quantile  F^-1(q), by bisection on F                            (output_dim == 1)
+    mean        E[y]   = sum_k pi_k m_k
+    covariance  Cov[y] = sum_k pi_k (C_k + (m_k - E[y]) (m_k - E[y])^T)   (total covariance)
+    variance    its diagonal, per dimension
+    mode        argmax_y p(y), by a fixed-point iteration started from every component
+    cdf         F(y)   = sum_k pi_k F_k(y)                            (output_dim == 1)
+    quantile    F^-1(q), by bisection on F                            (output_dim == 1)
 
+The component moments, cdfs and fixed-point updates are the family's
+(`mdn_keras.families`); the mixture logic here is written once for all.
 Every function takes `(params, output_dim, num_mixtures, ...)` with `params` of
-shape `(..., num_mixtures * (2 * output_dim + 1))` (any number of leading axes)
-and works on the TensorFlow, JAX and PyTorch backends, inside `jax.jit` and
-`tf.function` too. TensorFlow Probability is not needed.
+shape `(..., params_size(output_dim, num_mixtures, component))` (any number of
+leading axes) and a keyword `component=` (`"normal"` by default), and works on
+the TensorFlow, JAX and PyTorch backends, inside `jax.jit` and `tf.function`
+too. TensorFlow Probability is not needed.
 """
 
 from __future__ import annotations
@@ -22,14 +26,12 @@ from typing import Union
 import numpy as np
 from keras import ops
 
-from mdn_keras.density import check_target, component_log_prob, log_prob
-from mdn_keras.params import check_params, check_positive_int, split_params
+from mdn_keras.density import check_target
+from mdn_keras.families import ComponentLike, Family, get_family
+from mdn_keras.params import check_params, check_positive_int, split_unchecked
 from mdn_keras.sampling import select_component
 from mdn_keras.types import Tensor
 
-#: Half-width, in component standard deviations, of the bracket `mixture_quantile`
-#: bisects: Phi(-40) underflows float32 and float64, so F is exactly 0 and 1 at its ends.
-QUANTILE_BRACKET_SCALES = 40.0
 #: Bisection steps of `mixture_quantile`: the bracket shrinks by 2^-64, below the
 #: float32 and float64 spacing of any value in it, so the result is exact to the
 #: resolution of `mixture_cdf`.
@@ -43,57 +45,112 @@ def mixing_probs(logits: Tensor) -> Tensor:
     return ops.exp(logits - ops.logsumexp(logits, axis=-1, keepdims=True))
 
 
-def mixture_mean(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
-    """The mixture mean `E[y] = sum_k pi_k loc_k`.
+def _split(params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike) -> tuple:
+    """`(family, params, logits, parts)` of checked `params`."""
+    family = get_family(component)
+    params = check_params(params, output_dim, num_mixtures, family)
+    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
+    return family, params, logits, parts
+
+
+def mixture_mean(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
+    """The mixture mean `E[y] = sum_k pi_k m_k`.
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
-        `(..., D)`.
+        `(..., D)`. NaN where a component's mean does not exist (a Student-t
+        with `df <= 1`), as TFP returns it.
     """
-    logits, loc, _ = split_params(params, output_dim, num_mixtures)
+    family, _, logits, parts = _split(params, output_dim, num_mixtures, component)
     probs = ops.expand_dims(mixing_probs(logits), -1)
-    return ops.sum(probs * loc, axis=-2)
+    return ops.sum(probs * family.mean(parts), axis=-2)
 
 
-def mixture_variance(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def mixture_variance(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
     """Per-dimension variance of the mixture (the diagonal of its covariance).
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
-        `(..., D)`: `sum_k pi_k (scale_k^2 + (loc_k - mean)^2)`.
+        `(..., D)`: `sum_k pi_k (var_k + (m_k - mean)^2)`; inf or NaN where a
+        component's variance is (a Student-t with `df <= 2`), as TFP returns it.
     """
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    family, _, logits, parts = _split(params, output_dim, num_mixtures, component)
     probs = ops.expand_dims(mixing_probs(logits), -1)
+    loc = family.mean(parts)
     mean = ops.sum(probs * loc, axis=-2, keepdims=True)
     # Law of total variance, k the component:
     #     Var[y] = E[Var[y|k]] + Var[E[y|k]]
-    #            = sum_k pi_k scale_k^2 + sum_k pi_k (loc_k - E[y])^2
+    #            = sum_k pi_k var_k + sum_k pi_k (m_k - E[y])^2
     # summed as one non-negative sum (no E[y^2] - E[y]^2 cancellation).
-    return ops.sum(probs * (ops.square(scale) + ops.square(loc - mean)), axis=-2)
+    return ops.sum(probs * (family.variance(parts) + ops.square(loc - mean)), axis=-2)
 
 
-def mixture_stddev(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
+def mixture_covariance(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
+    """The full covariance matrix of the mixture.
+
+    Args:
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
+        output_dim: `D`.
+        num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
+
+    Returns:
+        `(..., D, D)`: `sum_k pi_k (C_k + (m_k - mean)(m_k - mean)^T)` (the law
+        of total covariance), symmetric. Its diagonal is `mixture_variance`.
+        Off-diagonal entries come from the spread of the component means, and,
+        for `"mvn_tril"`, from each component's own correlations.
+    """
+    family, _, logits, parts = _split(params, output_dim, num_mixtures, component)
+    probs = mixing_probs(logits)
+    loc = family.mean(parts)
+    mean = ops.sum(ops.expand_dims(probs, -1) * loc, axis=-2, keepdims=True)
+    centred = loc - mean  # (..., K, D)
+    between = ops.expand_dims(centred, -1) * ops.expand_dims(centred, -2)  # (..., K, D, D)
+    within = family.covariance(parts)
+    return ops.sum(probs[..., None, None] * (within + between), axis=-3)
+
+
+def mixture_stddev(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
     """`sqrt(mixture_variance)`, per dimension: `(..., D)`."""
-    return ops.sqrt(mixture_variance(params, output_dim, num_mixtures))
+    return ops.sqrt(mixture_variance(params, output_dim, num_mixtures, component))
 
 
-def most_probable_component_mean(params: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
-    """`loc_k` of the component with the largest mixing weight: `(..., D)`.
+def most_probable_component_mean(
+    params: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
+    """Location `loc_k` of the component with the largest mixing weight: `(..., D)`.
 
     Ties go to the lowest component index. This is the common "sample with
     temperature 0" point estimate; it is not the mode of the mixture when
     components overlap (see `mixture_mode`).
     """
-    logits, loc, _ = split_params(params, output_dim, num_mixtures)
-    return select_component(loc, ops.argmax(logits, axis=-1))
+    _, _, logits, parts = _split(params, output_dim, num_mixtures, component)
+    return select_component(parts[0], ops.argmax(logits, axis=-1))
+
+
+def _with_start_axis(family: Family, parts: tuple) -> tuple:
+    """Parts `(..., K, *event)` -> `(..., 1, K, *event)`: one copy per start."""
+    return tuple(
+        ops.expand_dims(part, -2 - ndims) for part, ndims in zip(parts, family.part_event_ndims())
+    )
 
 
 def mixture_mode(
@@ -102,37 +159,53 @@ def mixture_mode(
     num_mixtures: int,
     num_iterations: int = DEFAULT_MODE_ITERATIONS,
     tolerance: float = DEFAULT_MODE_TOLERANCE,
+    component: ComponentLike = "normal",
 ) -> Tensor:
     """The highest-density point of the mixture, `argmax_y p(y)`, found numerically.
 
-    Runs the Gaussian-mixture mean-shift (an EM-style fixed-point iteration)
+    Runs a fixed-point iteration whose fixed points are the stationary points
+    of `log p`: with `r_k(x)` the posterior responsibilities (softmax of
+    `component_log_prob` at `x`),
 
-        x_d <- sum_k r_k(x) loc_kd / scale_kd^2  /  sum_k r_k(x) / scale_kd^2
+        x <- (sum_k r_k(x) P_k(x))^-1  sum_k r_k(x) P_k(x) loc_k
 
-    where `r_k(x)` are the posterior responsibilities (softmax of
-    `component_log_prob` at `x`). A fixed point is a stationary point of
-    `log p`. The iteration starts from every component mean at once (the `K`
-    starts are an extra axis), so it finds every mode whose basin holds a
-    component mean, which in practice is every mode worth having. The result
-    is the end point with the highest `log_prob`, compared also with the `K`
-    starting means, so it never has a lower density than the best component
-    mean (between points whose float32 log-densities tie, either may win).
+    where `P_k(x)` is the family's local precision: `diag(1 / scale_k^2)` for
+    `"normal"` (Gaussian mean-shift, an EM step), `(L_k L_k^T)^-1` for
+    `"mvn_tril"`, `(df + 1) / (df scale^2 + (x - loc)^2)` for `"student_t"`
+    (the EM weight of a t), `1 / (b |x - loc|)` for `"laplace"` (iteratively
+    reweighted least squares). The iteration starts from every component
+    location at once (the `K` starts are an extra axis), so it finds every
+    mode whose basin holds a component location, which in practice is every
+    mode worth having. The result is the end point with the highest
+    `log_prob`, compared also with the `K` starting locations, so it never
+    has a lower density than the best component location (between points
+    whose float32 log-densities tie, either may win).
+
+    Exactness: for Gaussian families a fixed point is a stationary point of
+    `log p` and the iteration converges linearly. For `"laplace"` the 1-D
+    mixture density is convex between the component locations, so its mode
+    is one of them and the result is exact for `D == 1`; for `D > 1` it is
+    the best of the component locations and the iteration's end points (the
+    true mode lies on the grid of per-dimension locations). For
+    `"student_t"` a fixed point is a stationary point of `log p` as for
+    Gaussians.
 
     The loop is `keras.ops.while_loop` with at most `num_iterations` updates
     (static shapes, so it compiles under `jax.jit` and `tf.function`); the
     whole batch stops early once no start moved by more than `tolerance`
-    times the smallest component scale of its dimension in one update.
+    times the smallest component spread of its dimension in one update.
     Mean-shift converges linearly, slowly where two modes are about to merge;
     there the result is a point on the density's flat ridge. The mode is a
     point estimate, not meant to be differentiated (JAX cannot
     reverse-differentiate a while loop).
 
     Args:
-        params: `(..., num_mixtures * (2 * output_dim + 1))` flat MDN output.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
         num_iterations: maximum number of updates, a positive int.
         tolerance: stopping threshold, a number `>= 0`, relative to the scales.
+        component: the component family (`"normal"` by default).
 
     Returns:
         `(..., D)`, in `params.dtype`.
@@ -146,31 +219,29 @@ def mixture_mode(
         raise ValueError(
             f"Expected `tolerance` to be a finite number >= 0. Received: tolerance={tolerance!r}"
         )
-    params = check_params(params, output_dim, num_mixtures)
-    _, loc, scale = split_params(params, output_dim, num_mixtures)
-    # One copy of the mixture per start: (..., 1, P) against starts (..., K, D).
-    params_s = ops.expand_dims(params, -2)
-    precision = ops.expand_dims(1.0 / ops.square(scale), -3)  # (..., 1, K, D)
-    weighted_loc = precision * ops.expand_dims(loc, -3)  # (..., 1, K, D)
-    min_scale = ops.min(scale, axis=-2, keepdims=True)  # (..., 1, D)
+    family, params, logits, parts = _split(params, output_dim, num_mixtures, component)
+    loc = parts[0]
+    # One copy of the mixture per start: parts (..., 1, K, *event), starts (..., K, D).
+    parts_s = _with_start_axis(family, parts)
+    log_pi = ops.expand_dims(ops.log_softmax(logits, axis=-1), -2)  # (..., 1, K)
+    min_spread = ops.min(family.spread(parts), axis=-2, keepdims=True)  # (..., 1, D)
 
-    def update(x: Tensor) -> Tensor:
-        # Posterior responsibilities r_k(x): (..., S, K, 1).
-        resp = mixing_probs(component_log_prob(params_s, x, output_dim, num_mixtures))
-        resp = ops.expand_dims(resp, -1)
-        return ops.sum(resp * weighted_loc, axis=-2) / ops.sum(resp * precision, axis=-2)
+    def weighted_log_prob(x: Tensor) -> Tensor:
+        """`(..., S, K)`: log pi_k + log p_k(x_s)."""
+        return log_pi + family.log_prob(parts_s, ops.expand_dims(x, -2))
 
     def cond(x: Tensor, step: Tensor) -> Tensor:
         return step > tolerance
 
     def body(x: Tensor, step: Tensor) -> tuple:
-        x_new = update(x)
-        return x_new, ops.max(ops.abs(x_new - x) / min_scale)
+        resp = mixing_probs(weighted_log_prob(x))
+        x_new = family.mode_update(parts_s, resp, x)
+        return x_new, ops.max(ops.abs(x_new - x) / min_spread)
 
     start_step = ops.convert_to_tensor(np.inf, dtype=params.dtype)
     x, _ = ops.while_loop(cond, body, (loc, start_step), maximum_iterations=num_iterations)
     candidates = ops.concatenate([x, loc], axis=-2)  # (..., 2K, D)
-    scores = log_prob(params_s, candidates, output_dim, num_mixtures)  # (..., 2K)
+    scores = ops.logsumexp(weighted_log_prob(candidates), axis=-1)  # (..., 2K)
     return select_component(candidates, ops.argmax(scores, axis=-1))
 
 
@@ -202,25 +273,56 @@ def _check_open_unit(name: str, value: object) -> None:
         )
 
 
-def _cdf_1d(probs: Tensor, loc: Tensor, scale: Tensor, y: Tensor) -> Tensor:
-    """`sum_k probs_k Phi((y - loc_k) / scale_k)` for `(..., K)` parts and `(...)` y."""
-    z = (ops.expand_dims(y, -1) - loc) / (scale * math.sqrt(2.0))
-    return ops.sum(probs * 0.5 * (1.0 + ops.erf(z)), axis=-1)
-
-
-def mixture_cdf(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -> Tensor:
-    """`P(Y <= y)` for a 1-D mixture: `sum_k pi_k Phi((y - loc_k) / scale_k)`.
-
-    `Phi(z) = (1 + erf(z / sqrt(2))) / 2`. Its absolute error is about the
-    float precision (~1e-7 in float32), so far-tail values are not accurate
-    relative to their size; use `log_prob` for tail densities.
+def marginal_cdf(
+    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
+    """Each dimension's marginal cdf `F_d(y_d) = sum_k pi_k F_kd(y_d)`: `(..., D)`.
 
     Args:
-        params: `(..., num_mixtures * 3)` flat MDN output with `output_dim == 1`.
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
+        y: `(..., D)` values whose leading axes broadcast with `params.shape[:-1]`
+            (`(...)` when `D == 1`).
+        output_dim: `D`.
+        num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
+
+    Returns:
+        `(..., D)`, in `[0, 1]`: for `D == 1` the cdf, in general the
+        probability integral transform of each coordinate.
+
+    Raises:
+        NotImplementedError: for a family without a cdf in `keras.ops`.
+    """
+    family, params, logits, parts = _split(params, output_dim, num_mixtures, component)
+    y = check_target(y, params, output_dim)
+    return _marginal_cdf(family, mixing_probs(logits), parts, y)
+
+
+def _marginal_cdf(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Tensor:
+    """`sum_k probs_k F_kd(y_d)`: `(..., K)` probs, `(..., D)` y -> `(..., D)`."""
+    component_cdf = family.cdf(parts, ops.expand_dims(y, -2))  # (..., K, D)
+    return ops.sum(ops.expand_dims(probs, -1) * component_cdf, axis=-2)
+
+
+def mixture_cdf(
+    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+) -> Tensor:
+    """`P(Y <= y)` for a 1-D mixture: `sum_k pi_k F_k(y)`.
+
+    For Gaussian components `F_k(y) = erfc((loc_k - y) / (sqrt(2) scale_k)) / 2`,
+    accurate relative to its size in the left tail; `1 - F` near 1 keeps only
+    the float precision (~1e-7 in float32), so use `log_prob` for tail
+    densities. `"student_t"` has no cdf in `keras.ops`
+    (`NotImplementedError`; use `to_tfp(...).cdf`).
+
+    Args:
+        params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
+            `output_dim == 1`.
         y: `(..., 1)` or `(...)` values whose leading axes broadcast with
             `params.shape[:-1]`.
         output_dim: must be 1.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
         `(...)`, in `[0, 1]`.
@@ -229,10 +331,7 @@ def mixture_cdf(params: Tensor, y: Tensor, output_dim: int, num_mixtures: int) -
         ValueError: if `output_dim != 1` or the shapes do not match.
     """
     _check_1d("mixture_cdf", output_dim)
-    params = check_params(params, output_dim, num_mixtures)
-    y = check_target(y, params, output_dim)
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
-    return _cdf_1d(mixing_probs(logits), loc[..., 0], scale[..., 0], y[..., 0])
+    return marginal_cdf(params, y, output_dim, num_mixtures, component)[..., 0]
 
 
 def mixture_quantile(
@@ -241,25 +340,29 @@ def mixture_quantile(
     output_dim: int,
     num_mixtures: int,
     num_iterations: int = DEFAULT_QUANTILE_ITERATIONS,
+    component: ComponentLike = "normal",
 ) -> Tensor:
     """The `q`-quantile `F^-1(q)` of a 1-D mixture, by vectorised bisection.
 
     Bisects `mixture_cdf` on the bracket
-    `[min_k(loc_k - 40 scale_k), max_k(loc_k + 40 scale_k)]`, where `F` is 0
-    and 1 to float precision, for `num_iterations` steps (a fixed count, so it
-    is jit-friendly). The default 64 halves the bracket below the float32 and
-    float64 spacing, so the answer is as exact as `mixture_cdf` allows: where
-    the density at the quantile is `p`, its error is about `1e-7 / p` in
-    float32. Where `F` is flat at level `q` (a gap between components) any
-    point of the flat stretch is a valid quantile.
+    `[min_k(loc_k - c scale_k), max_k(loc_k + c scale_k)]`, where `F` is 0
+    and 1 to float precision (`c` is the family's `quantile_bracket`: 40 for
+    Gaussians, 750 for Laplace), for `num_iterations` steps (a fixed count,
+    so it is jit-friendly). The default 64 halves the bracket below the
+    float32 and float64 spacing, so the answer is as exact as `mixture_cdf`
+    allows: where the density at the quantile is `p`, its error is about
+    `1e-7 / p` in float32. Where `F` is flat at level `q` (a gap between
+    components) any point of the flat stretch is a valid quantile.
 
     Args:
-        params: `(..., num_mixtures * 3)` flat MDN output with `output_dim == 1`.
+        params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
+            `output_dim == 1`.
         q: probabilities in `(0, 1)`, a number or a tensor whose shape
             broadcasts with `params.shape[:-1]`.
         output_dim: must be 1.
         num_mixtures: `K`.
         num_iterations: bisection steps, a positive int.
+        component: the component family (`"normal"` by default).
 
     Returns:
         Quantiles of shape `broadcast(q.shape, params.shape[:-1])`.
@@ -267,21 +370,23 @@ def mixture_quantile(
     Raises:
         ValueError: if `output_dim != 1`, a Python-number or NumPy `q` is
             outside `(0, 1)`, or shapes do not match.
+        NotImplementedError: for a family without a cdf in `keras.ops`.
     """
     _check_1d("mixture_quantile", output_dim)
     check_positive_int("num_iterations", num_iterations)
     _check_open_unit("q", q)
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    family, _, logits, parts = _split(params, output_dim, num_mixtures, component)
     probs = mixing_probs(logits)
-    loc, scale = loc[..., 0], scale[..., 0]
+    loc, spread = parts[0][..., 0], family.spread(parts)[..., 0]
     q = ops.cast(ops.convert_to_tensor(q), logits.dtype)
-    lo = ops.min(loc - QUANTILE_BRACKET_SCALES * scale, axis=-1) + ops.zeros_like(q)
-    hi = ops.max(loc + QUANTILE_BRACKET_SCALES * scale, axis=-1) + ops.zeros_like(q)
+    width = family.quantile_bracket * spread
+    lo = ops.min(loc - width, axis=-1) + ops.zeros_like(q)
+    hi = ops.max(loc + width, axis=-1) + ops.zeros_like(q)
 
     def body(_: int, bracket: tuple) -> tuple:
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        below = _cdf_1d(probs, loc, scale, mid) < q
+        below = _marginal_cdf(family, probs, parts, mid[..., None])[..., 0] < q
         return ops.where(below, mid, lo), ops.where(below, hi, mid)
 
     lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
@@ -289,7 +394,11 @@ def mixture_quantile(
 
 
 def prediction_interval(
-    params: Tensor, coverage: Union[float, Tensor], output_dim: int, num_mixtures: int
+    params: Tensor,
+    coverage: Union[float, Tensor],
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
 ) -> tuple[Tensor, Tensor]:
     """The central `coverage` interval of a 1-D mixture.
 
@@ -298,18 +407,21 @@ def prediction_interval(
     side (see `mixture_quantile` for the tolerance).
 
     Args:
-        params: `(..., num_mixtures * 3)` flat MDN output with `output_dim == 1`.
+        params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
+            `output_dim == 1`.
         coverage: in `(0, 1)`, e.g. 0.9; a number or a tensor broadcasting
             with `params.shape[:-1]`.
         output_dim: must be 1.
         num_mixtures: `K`.
+        component: the component family (`"normal"` by default).
 
     Returns:
         `(lower, upper)`, each of shape `broadcast(coverage.shape, params.shape[:-1])`.
     """
     _check_1d("prediction_interval", output_dim)
     _check_open_unit("coverage", coverage)
-    params = check_params(params, output_dim, num_mixtures)
+    family = get_family(component)
+    params = check_params(params, output_dim, num_mixtures, family)
     coverage = ops.cast(ops.convert_to_tensor(coverage), params.dtype)
     # Both ends in one bisection, along a new leading axis of size 2: align
     # the ranks of q and params' leading axes, then put the new axis in front.
@@ -319,5 +431,7 @@ def prediction_interval(
     for _ in range(len(coverage.shape) - len(params.shape) + 1):
         params = ops.expand_dims(params, 0)
     q = ops.moveaxis(q, -1, 0)
-    ends = mixture_quantile(ops.expand_dims(params, 0), q, output_dim, num_mixtures)
+    ends = mixture_quantile(
+        ops.expand_dims(params, 0), q, output_dim, num_mixtures, component=family
+    )
     return ends[0], ends[1]

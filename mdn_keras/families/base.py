@@ -1,0 +1,195 @@
+"""The interface every component family implements.
+
+A mixture density network predicts `p(y|x) = sum_k pi_k(x) p(y | theta_k(x))`.
+The mixture part (mixing logits, log-softmax + log-sum-exp, the choice of a
+component with a temperature, the law of total variance, the loops of the
+statistics) lives in `mdn_keras.density`, `mdn_keras.sampling` and
+`mdn_keras.statistics` and is written once. What differs between component
+families lives in one small subclass of `Family` per family:
+
+* its parameter *parts* (`loc`, `scale`, `df`, `scale_tril`, ...), their
+  sizes per component and their flat layout (`part_sizes`, `unflatten`,
+  `flatten`);
+* the constraints the `MDN` layer applies to its raw outputs (`constrain`);
+* the component log-density (`log_prob`), one draw from a component
+  (`sample`), its moments (`mean`, `variance`, `covariance`), its marginal
+  cdf (`cdf`), a spread for brackets and tolerances (`spread`), the update of
+  the mode's fixed-point iteration (`mode_update`);
+* its TensorFlow Probability and `torch.distributions` twins (`tfp`, `torch`).
+
+Shapes: `K` components, `D` output dimensions. A family's parts have shape
+`(..., K, *part_shape)`, e.g. `(..., K, D)` for a diagonal scale and
+`(..., K, D, D)` for a lower-triangular one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+from keras import ops
+
+from mdn_keras.shapes import lead_shape, shape_str
+from mdn_keras.types import Seed, Tensor
+
+#: Maps raw values to positive scales: the `MDN` layer's scale activation.
+ScaleFn = Callable[[Tensor], Tensor]
+Parts = tuple  # of tensors, in the order of `Family.part_names`
+
+
+class Family:
+    """A component family of a mixture density network (see the module docstring).
+
+    Subclasses set `name` and `part_names` and implement the methods that
+    raise `NotImplementedError` here. Instances are small, immutable and
+    compare equal when their `get_config` is equal.
+    """
+
+    #: Registry name, as passed in `component="..."`.
+    name: ClassVar[str] = ""
+    #: Names of the parameter parts, in layout order (the logits come last).
+    part_names: ClassVar[tuple[str, ...]] = ()
+    #: Half-width, in `spread`s, of the bracket where each component's cdf is
+    #: 0 and 1 to float64 precision (`mixture_quantile` bisects it).
+    quantile_bracket: ClassVar[float] = 40.0
+
+    # --- layout -----------------------------------------------------------
+
+    def part_sizes(self, output_dim: int) -> tuple[int, ...]:
+        """Flat values per component of each part, in layout order."""
+        return tuple(output_dim for _ in self.part_names)
+
+    def part_event_ndims(self) -> tuple[int, ...]:
+        """Rank of each part per component: 1 for `(D,)`, 2 for `(D, D)`."""
+        return tuple(1 for _ in self.part_names)
+
+    def params_size(self, output_dim: int, num_mixtures: int) -> int:
+        """Length of the flat parameter vector: `K * (sum(part_sizes) + 1)`."""
+        return num_mixtures * (sum(self.part_sizes(output_dim)) + 1)
+
+    def layout_formula(self) -> str:
+        """The `params_size` formula in words, for error messages."""
+        return "num_mixtures * (2 * output_dim + 1)"
+
+    def unflatten(self, blocks: list, output_dim: int, num_mixtures: int) -> Parts:
+        """Flat blocks `(..., K * part_size)` -> parts `(..., K, *part_shape)`."""
+        return tuple(
+            ops.reshape(block, (*lead_shape(block, 1), num_mixtures, output_dim)) for block in blocks
+        )
+
+    def flatten(self, parts: Parts, output_dim: int) -> list:
+        """Parts `(..., K, *part_shape)` -> flat blocks `(..., K * part_size)`."""
+        return [
+            ops.reshape(p, (*lead_shape(p, 1 + nd), -1))
+            for p, nd in zip(parts, self.part_event_ndims())
+        ]
+
+    def check_parts(self, parts: Parts, output_dim: int) -> None:
+        """Raises `ValueError` unless each part has its per-component shape."""
+        for name, part, ndims in zip(self.part_names, parts, self.part_event_ndims()):
+            want = (output_dim,) * ndims
+            shape = tuple(part.shape)
+            if len(shape) < ndims + 1 or shape[-ndims:] != want:
+                raise ValueError(
+                    f"Expected `{name}` of shape (..., K, "
+                    + ", ".join(["D"] * ndims)
+                    + f") with D = {output_dim} for the {self.name!r} family. "
+                    f"Received: {name}.shape={shape_str(shape)}"
+                )
+
+    # --- the layer's constraints -------------------------------------------
+
+    def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
+        """Raw blocks from the layer's projection -> valid parameter blocks."""
+        raise NotImplementedError
+
+    # --- the component maths -----------------------------------------------
+
+    def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
+        """`(..., K)` log-density of `y` of shape `(..., 1, D)` under each component."""
+        raise NotImplementedError
+
+    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+        """One draw `(..., D)` from a single component with parts `(..., *part_shape)`.
+
+        `sigma_scale` (broadcasting with `(..., 1)`) multiplies the spread, so
+        the covariance is multiplied by `sigma_scale**2`; 0 gives the location.
+        """
+        raise NotImplementedError
+
+    def mean(self, parts: Parts) -> Tensor:
+        """`(..., K, D)` component means (NaN where undefined, as TFP)."""
+        return parts[0]
+
+    def variance(self, parts: Parts) -> Tensor:
+        """`(..., K, D)` per-dimension component variances (inf/NaN where TFP gives them)."""
+        raise NotImplementedError
+
+    def covariance(self, parts: Parts) -> Tensor:
+        """`(..., K, D, D)` component covariances; diagonal unless overridden."""
+        var = self.variance(parts)
+        eye = ops.eye(var.shape[-1], dtype=var.dtype)
+        return ops.expand_dims(var, -1) * eye
+
+    def spread(self, parts: Parts) -> Tensor:
+        """`(..., K, D)` a positive per-dimension width of each component (its scale)."""
+        return parts[1]
+
+    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+        """`(..., K, D)` each component's marginal cdf per dimension at `y` `(..., 1, D)`."""
+        raise NotImplementedError(
+            f"The {self.name!r} family has no cdf in keras.ops; use "
+            "`mdn_keras.to_tfp(params, ...).cdf(y)` (TensorFlow Probability) instead."
+        )
+
+    def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
+        """One fixed-point step of the mixture mode.
+
+        Args:
+            parts: the parts with an extra start axis, `(..., 1, K, *part_shape)`.
+            resp: `(..., S, K)` posterior responsibilities of the components at `x`.
+            x: `(..., S, D)` current points, one per start.
+
+        Returns:
+            `(..., S, D)`: the point where the responsibility-weighted
+            quadratic model of `log p` around `x` is stationary.
+        """
+        raise NotImplementedError
+
+    # --- twins --------------------------------------------------------------
+
+    def tfp(self, tfd: Any, parts: Parts) -> Any:
+        """The component distribution in TFP, batch `(..., K)`, event `(D,)`."""
+        raise NotImplementedError
+
+    def torch(self, td: Any, parts: Parts) -> Any:
+        """The component distribution in `torch.distributions`, batch `(..., K)`, event `(D,)`."""
+        raise NotImplementedError
+
+    # --- serialisation ------------------------------------------------------
+
+    def get_config(self) -> dict:
+        """Options of this family (none by default)."""
+        return {}
+
+    def serialize(self) -> Any:
+        """The name alone when the options are the defaults, else `{"name", **options}`."""
+        config = self.get_config()
+        if config == type(self)().get_config():
+            return self.name
+        return {"name": self.name, **config}
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({options})"
+
+
+def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:
+    """`sum_k r_k P_k loc_k / sum_k r_k P_k` for diagonal precisions `P` `(..., S, K, D)`."""
+    weight = ops.expand_dims(resp, -1) * precision
+    return ops.sum(weight * loc, axis=-2) / ops.sum(weight, axis=-2)

@@ -1,0 +1,156 @@
+"""`"mvn_tril"`: full-covariance Gaussians `N(loc_k, L_k L_k^T)`.
+
+Layout `[loc K*D | scale_tril K*D*(D+1)/2 | logits K]`. Each component's
+lower triangle is stored row by row, `(0,0), (1,0), (1,1), (2,0), (2,1),
+(2,2), ...`; the layer puts its scale activation (and `min_scale`) on the
+diagonal, so it is positive, and leaves the off-diagonal entries free.
+
+    log N(y; m, L L^T) = -D/2 log(2 pi) - sum_d log L_dd - 1/2 |z|^2,
+    z = L^-1 (y - m)   (a triangular solve; no inverse, no determinant)
+
+`D = 1` is the `"normal"` family. For `D = 2` with standard deviations
+`(s_x, s_y)` and correlation `rho` (sketch-rnn's parameters):
+`L = [[s_x, 0], [rho s_y, s_y sqrt(1 - rho^2)]]`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from mdn_keras.families.base import Family, Parts, ScaleFn
+from mdn_keras.shapes import lead_shape
+from mdn_keras.types import Seed, Tensor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@lru_cache(maxsize=None)
+def tril_indices(output_dim: int) -> tuple:
+    """Row-major `(rows, cols)` of the lower triangle, in the flat order."""
+    rows, cols = np.tril_indices(output_dim)
+    return tuple(int(r) for r in rows), tuple(int(c) for c in cols)
+
+
+@lru_cache(maxsize=None)
+def _dense_index(output_dim: int) -> tuple:
+    """For each of the D*D entries, its position in the flat triangle, or T for a zero."""
+    rows, cols = tril_indices(output_dim)
+    t = len(rows)
+    index = np.full((output_dim, output_dim), t, dtype=np.int64)
+    index[rows, cols] = np.arange(t)
+    return tuple(int(i) for i in index.reshape(-1))
+
+
+@lru_cache(maxsize=None)
+def _diag_mask(output_dim: int) -> tuple:
+    """`True` at the flat positions of the diagonal entries."""
+    rows, cols = tril_indices(output_dim)
+    return tuple(r == c for r, c in zip(rows, cols))
+
+
+class MultivariateNormalTriL(Family):
+    """Full-covariance Gaussian components: `loc (..., K, D)`, `scale_tril (..., K, D, D)`."""
+
+    name = "mvn_tril"
+    part_names = ("loc", "scale_tril")
+
+    def part_sizes(self, output_dim: int) -> tuple[int, ...]:
+        return (output_dim, output_dim * (output_dim + 1) // 2)
+
+    def part_event_ndims(self) -> tuple[int, ...]:
+        return (1, 2)
+
+    def layout_formula(self) -> str:
+        return "num_mixtures * (output_dim + output_dim * (output_dim + 1) / 2 + 1)"
+
+    def unflatten(self, blocks: list, output_dim: int, num_mixtures: int) -> Parts:
+        loc_block, tril_block = blocks
+        d = output_dim
+        lead = lead_shape(tril_block, 1)
+        loc = ops.reshape(loc_block, (*lead, num_mixtures, d))
+        tril = ops.reshape(tril_block, (*lead, num_mixtures, d * (d + 1) // 2))
+        # Gather the D*D entries from [triangle | 0]: one take, differentiable.
+        padded = ops.concatenate([tril, ops.zeros_like(tril[..., :1])], axis=-1)
+        index = ops.convert_to_tensor(np.asarray(_dense_index(d), dtype="int32"))
+        dense = ops.take(padded, index, axis=-1)
+        return loc, ops.reshape(dense, (*lead, num_mixtures, d, d))
+
+    def flatten(self, parts: Parts, output_dim: int) -> list:
+        loc, scale_tril = parts
+        d = output_dim
+        rows, cols = tril_indices(d)
+        flat_index = np.asarray([r * d + c for r, c in zip(rows, cols)], dtype="int32")
+        lead = lead_shape(scale_tril, 3)
+        dense = ops.reshape(scale_tril, (*lead, scale_tril.shape[-3], d * d))
+        tril = ops.take(dense, ops.convert_to_tensor(flat_index), axis=-1)
+        return [
+            ops.reshape(loc, (*lead_shape(loc, 2), -1)),
+            ops.reshape(tril, (*lead, -1)),
+        ]
+
+    def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
+        loc, tril = blocks
+        num_mixtures = tril.shape[-1] // (output_dim * (output_dim + 1) // 2)
+        mask = np.tile(np.asarray(_diag_mask(output_dim)), num_mixtures)
+        return [loc, ops.where(ops.convert_to_tensor(mask), scale_fn(tril), tril)]
+
+    def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
+        loc, scale_tril = parts
+        diff = y - loc  # (..., K, D)
+        z = self._solve(scale_tril, diff)
+        log_det = ops.sum(ops.log(ops.diagonal(scale_tril, axis1=-2, axis2=-1)), axis=-1)
+        return -0.5 * ops.sum(ops.square(z), axis=-1) - log_det - loc.shape[-1] * _HALF_LOG_2PI
+
+    @staticmethod
+    def _solve(scale_tril: Tensor, rhs: Tensor) -> Tensor:
+        """`L^-1 rhs` for `(..., D, D)` L and `(..., D)` rhs, broadcasting their batch axes."""
+        if tuple(scale_tril.shape[:-2]) != tuple(rhs.shape[:-1]):
+            # Broadcast by adding zeros (works with unknown static axes too).
+            scale_tril = scale_tril + ops.zeros_like(rhs)[..., None, :]
+            rhs = rhs + ops.zeros_like(scale_tril[..., 0])
+        return ops.solve_triangular(scale_tril, rhs[..., None], lower=True)[..., 0]
+
+    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+        loc, scale_tril = parts
+        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        return loc + sigma_scale * ops.sum(scale_tril * noise[..., None, :], axis=-1)
+
+    def variance(self, parts: Parts) -> Tensor:
+        return ops.sum(ops.square(parts[1]), axis=-1)
+
+    def covariance(self, parts: Parts) -> Tensor:
+        scale_tril = parts[1]
+        return ops.matmul(scale_tril, ops.swapaxes(scale_tril, -1, -2))
+
+    def spread(self, parts: Parts) -> Tensor:
+        return ops.sqrt(self.variance(parts))
+
+    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+        loc = parts[0]
+        return 0.5 * ops.erfc((loc - y) / (self.spread(parts) * math.sqrt(2.0)))
+
+    def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
+        # x = (sum_k r_k P_k)^-1 sum_k r_k P_k m_k with P_k = (L_k L_k^T)^-1.
+        loc, scale_tril = parts  # (..., 1, K, D), (..., 1, K, D, D)
+        d = loc.shape[-1]
+        eye = ops.eye(d, dtype=loc.dtype)
+        l_inv = ops.solve_triangular(scale_tril, eye + ops.zeros_like(scale_tril), lower=True)
+        precision = ops.matmul(ops.swapaxes(l_inv, -1, -2), l_inv)  # (..., 1, K, D, D)
+        weighted = resp[..., None, None] * precision  # (..., S, K, D, D)
+        lhs = ops.sum(weighted, axis=-3)
+        rhs = ops.sum(ops.matmul(weighted, loc[..., None])[..., 0], axis=-2)
+        return ops.solve(lhs, rhs[..., None])[..., 0]
+
+    def tfp(self, tfd: Any, parts: Parts) -> Any:
+        loc, scale_tril = parts
+        return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
+
+    def torch(self, td: Any, parts: Parts) -> Any:
+        loc, scale_tril = parts
+        return td.MultivariateNormal(loc, scale_tril=scale_tril)

@@ -1,0 +1,63 @@
+"""`"normal"`: independent Gaussians per dimension (a diagonal covariance).
+
+Layout `[loc K*D | scale K*D | logits K]`; `scale` is the standard deviation.
+
+    log N(y; m, s) = -D/2 log(2 pi) - sum_d log s_d - 1/2 sum_d ((y_d - m_d) / s_d)^2
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
+from mdn_keras.types import Seed, Tensor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Normal(Family):
+    """Diagonal Gaussian components: parts `loc (..., K, D)`, `scale (..., K, D)`."""
+
+    name = "normal"
+    part_names = ("loc", "scale")
+
+    def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
+        loc, scale = blocks
+        return [loc, scale_fn(scale)]
+
+    def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
+        loc, scale = parts
+        z = (y - loc) / scale
+        return (
+            -0.5 * ops.sum(ops.square(z), axis=-1)
+            - ops.sum(ops.log(scale), axis=-1)
+            - loc.shape[-1] * _HALF_LOG_2PI
+        )
+
+    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+        loc, scale = parts
+        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        return loc + scale * sigma_scale * noise
+
+    def variance(self, parts: Parts) -> Tensor:
+        return ops.square(parts[1])
+
+    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+        loc, scale = parts
+        return 0.5 * ops.erfc((loc - y) / (scale * math.sqrt(2.0)))
+
+    def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
+        loc, scale = parts
+        return diag_mode_update(1.0 / ops.square(scale), loc, resp)
+
+    def tfp(self, tfd: Any, parts: Parts) -> Any:
+        loc, scale = parts
+        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+    def torch(self, td: Any, parts: Parts) -> Any:
+        loc, scale = parts
+        return td.Independent(td.Normal(loc, scale), 1)

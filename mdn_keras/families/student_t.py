@@ -1,0 +1,111 @@
+"""`"student_t"`: independent Student-t distributions per dimension, `df` learned.
+
+Layout `[loc K*D | scale K*D | df K*D | logits K]`. With `z = (y - m) / s`:
+
+    log t(y; df, m, s) = lgamma((df + 1) / 2) - lgamma(df / 2) - 1/2 log(df pi)
+                         - log s - (df + 1) / 2 log(1 + z^2 / df)
+
+summed over dimensions. The layer constrains `df = softplus(raw) + min_df`
+(`min_df = 1` by default, so the mean always exists; the variance exists
+where `df > 2`). Statistics that do not exist are returned as TFP returns
+them: the mean is NaN where `df <= 1`, the variance is inf where
+`1 < df <= 2` and NaN where `df <= 1`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
+from mdn_keras.special import log_gamma_half_ratio
+from mdn_keras.types import Seed, Tensor
+
+_HALF_LOG_PI = 0.5 * math.log(math.pi)
+
+
+class StudentT(Family):
+    """Independent Student-t components: parts `loc`, `scale`, `df`, each `(..., K, D)`.
+
+    Args:
+        min_df: floor of the degrees of freedom the `MDN` layer produces,
+            `df = softplus(raw) + min_df`; a finite number > 0. The default 1
+            keeps every component's mean finite; 2 keeps its variance finite.
+    """
+
+    name = "student_t"
+    part_names = ("loc", "scale", "df")
+
+    def __init__(self, min_df: float = 1.0) -> None:
+        if (
+            isinstance(min_df, (bool, np.bool_))
+            or not isinstance(min_df, numbers.Real)
+            or not (math.isfinite(float(min_df)) and float(min_df) > 0)
+        ):
+            raise ValueError(
+                f"Expected `min_df` to be a finite number > 0. Received: min_df={min_df!r}"
+            )
+        self.min_df = float(min_df)
+
+    def layout_formula(self) -> str:
+        return "num_mixtures * (3 * output_dim + 1)"
+
+    def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
+        loc, scale, df = blocks
+        return [loc, scale_fn(scale), ops.softplus(df) + self.min_df]
+
+    def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
+        loc, scale, df = parts
+        z = (y - loc) / scale
+        half_df = 0.5 * df
+        log_norm = log_gamma_half_ratio(half_df) - 0.5 * ops.log(df) - _HALF_LOG_PI
+        log_kernel = (half_df + 0.5) * ops.log1p(ops.square(z) / df)
+        return ops.sum(log_norm - ops.log(scale) - log_kernel, axis=-1)
+
+    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+        loc, scale, df = parts
+        # t = z / sqrt(chi2_df / df), chi2_df = 2 Gamma(df / 2, 1).
+        normal_seed, gamma_seed = _two_seeds(seed)
+        z = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=normal_seed)
+        gamma = keras.random.gamma(ops.shape(loc), 0.5 * df, dtype=loc.dtype, seed=gamma_seed)
+        return loc + scale * sigma_scale * z * ops.sqrt(0.5 * df / gamma)
+
+    def mean(self, parts: Parts) -> Tensor:
+        loc, _, df = parts
+        return ops.where(df > 1.0, loc, math.nan)
+
+    def variance(self, parts: Parts) -> Tensor:
+        _, scale, df = parts
+        finite = ops.square(scale) * df / ops.where(df > 2.0, df - 2.0, 1.0)
+        return ops.where(df > 2.0, finite, ops.where(df > 1.0, math.inf, math.nan))
+
+    def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
+        # The stationarity condition of log t in y is that of a Gaussian with
+        # precision (df + 1) / (df s^2 + (y - m)^2) (the EM weight of a t).
+        loc, scale, df = parts
+        diff2 = ops.square(x[..., None, :] - loc)
+        return diag_mode_update((df + 1.0) / (df * ops.square(scale) + diff2), loc, resp)
+
+    def tfp(self, tfd: Any, parts: Parts) -> Any:
+        loc, scale, df = parts
+        return tfd.Independent(
+            tfd.StudentT(df=df, loc=loc, scale=scale), reinterpreted_batch_ndims=1
+        )
+
+    def torch(self, td: Any, parts: Parts) -> Any:
+        loc, scale, df = parts
+        return td.Independent(td.StudentT(df, loc, scale), 1)
+
+    def get_config(self) -> dict:
+        return {"min_df": self.min_df}
+
+
+def _two_seeds(seed: Seed) -> tuple:
+    from mdn_keras.sampling import split_seed
+
+    return split_seed(seed)

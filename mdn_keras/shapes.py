@@ -1,0 +1,54 @@
+"""Shape helpers shared by every module: static-where-known leading shapes,
+shape strings for error messages, and the split of the flat last axis."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import ops
+
+from mdn_keras.types import Shape, Tensor
+
+
+def shape_str(shape: Shape) -> str:
+    """`(4,)`, `(4, 15)`, `(None, 3)`: a shape as NumPy prints it."""
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def lead_shape(x: Tensor, n_trailing: int) -> tuple:
+    """`x.shape` without its last `n_trailing` axes, in a form `ops.reshape` takes.
+
+    Static where known; one unknown axis becomes -1; several use the dynamic shape.
+    """
+    static = tuple(x.shape)[: len(x.shape) - n_trailing]
+    unknown = sum(dim is None for dim in static)
+    if unknown == 0:
+        return static
+    if unknown == 1:
+        return tuple(-1 if dim is None else dim for dim in static)
+    return tuple(ops.shape(x))[: len(static)]
+
+
+def split_last(x: Tensor, sizes: Sequence[int]) -> list:
+    """Splits the last axis of `x` into consecutive blocks of the given sizes.
+
+    One split op (not one strided slice per block): its gradient is a single
+    concatenate, which XLA cancels against the layer's concatenate, instead of
+    one zero-padded full-size buffer per slice. On PyTorch, `torch.split`
+    directly (Keras' `ops.split` with an index list costs ~10x more per call).
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) == 1:
+        return [x]
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return list(torch.split(x, sizes, dim=-1))
+    bounds = []
+    total = 0
+    for size in sizes[:-1]:
+        total += size
+        bounds.append(total)
+    return list(ops.split(x, bounds, axis=-1))
