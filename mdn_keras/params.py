@@ -23,7 +23,7 @@ from typing import Optional
 import keras
 from keras import ops
 
-from mdn_keras.families import ComponentLike, Family, get_family
+from mdn_keras.families import ComponentLike, Family, Normal, get_family
 from mdn_keras.shapes import lead_shape, shape_str, split_last
 from mdn_keras.types import Tensor
 
@@ -70,9 +70,10 @@ def check_params(
         numbers = formula.replace("num_mixtures", str(num_mixtures)).replace(
             "output_dim", str(output_dim)
         )
+        which = "" if family == Normal() else f" for component={family.name!r}"
         raise ValueError(
-            f"Expected params.shape[-1] == {formula} = {numbers} = {size} "
-            f"(component={family.name!r}). Received: params.shape={shape_str(shape)}"
+            f"Expected params.shape[-1] == {formula} = {numbers} = {size}{which}. "
+            f"Received: params.shape={shape_str(shape)}"
         )
     return params
 
