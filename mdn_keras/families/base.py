@@ -141,6 +141,13 @@ class Family:
             "`mdn_keras.to_tfp(params, ...).cdf(y)` (TensorFlow Probability) instead."
         )
 
+    def quantile_halfwidth(self, parts: Parts, tail: Tensor) -> Tensor:
+        """`(..., K, D)` half-width around `loc` outside which each component
+        has at most `tail` probability on either side (`tail` broadcasting with
+        `(..., 1, 1)`); by default `quantile_bracket` spreads, where the cdf of
+        light-tailed families is 0 and 1 in float64."""
+        return self.quantile_bracket * self.spread(parts)
+
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         """One fixed-point step of the mixture mode.
 
