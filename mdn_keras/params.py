@@ -20,6 +20,7 @@ from typing import Optional
 import keras
 from keras import ops
 
+from mdn_keras.checks import is_int, is_real
 from mdn_keras.types import Shape, Tensor
 
 SCALE_ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
@@ -30,17 +31,19 @@ DEFAULT_EXP_MAX_SCALE = 1e4
 
 def params_size(output_dim: int, num_mixtures: int) -> int:
     """Number of values an MDN head emits: `num_mixtures * (2 * output_dim + 1)`."""
-    check_positive_int("output_dim", output_dim)
-    check_positive_int("num_mixtures", num_mixtures)
+    output_dim = check_positive_int("output_dim", output_dim)
+    num_mixtures = check_positive_int("num_mixtures", num_mixtures)
     return num_mixtures * (2 * output_dim + 1)
 
 
-def check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def check_positive_int(name: str, value: object) -> int:
+    """`value` as a Python int; a Python or NumPy integer >= 1 (not a bool)."""
+    if not is_int(value) or value < 1:  # type: ignore[operator]
         raise ValueError(
             f"Received an invalid value for `{name}`, expected a positive "
             f"integer. Received: {name}={value!r}"
         )
+    return int(value)  # type: ignore[call-overload]
 
 
 def _shape_str(shape: Shape) -> str:
@@ -163,19 +166,12 @@ def check_scale_options(
             f"Expected `scale_activation` to be one of {SCALE_ACTIVATIONS}. "
             f"Received: scale_activation={scale_activation!r}"
         )
-    if (
-        not isinstance(min_scale, (int, float))
-        or isinstance(min_scale, bool)
-        or not (min_scale > 0 and math.isfinite(min_scale))
-    ):
+    if not is_real(min_scale) or not (min_scale > 0 and math.isfinite(min_scale)):
         raise ValueError(
             f"Expected `min_scale` to be a finite number > 0. Received: min_scale={min_scale!r}"
         )
     if max_scale is not None and (
-        not isinstance(max_scale, (int, float))
-        or isinstance(max_scale, bool)
-        or not math.isfinite(max_scale)
-        or max_scale <= min_scale
+        not is_real(max_scale) or not math.isfinite(max_scale) or max_scale <= min_scale
     ):
         raise ValueError(
             "Expected `max_scale` to be None or a finite number > min_scale "
@@ -196,10 +192,12 @@ def scale_from_raw(
     * `"exp"`: `raw` is a log-variance, clipped to
       `[2 log(min_scale), 2 log(max_scale)]`, then `scale = exp(raw / 2)`.
       Outside the clip the gradient is zero. `max_scale=None` means 1e4 here.
-    * `"elu_plus_one"`: `elu(raw) + 1 + min_scale`, as in keras-mdn-layer,
-      computed as `raw + 1` (raw > 0) or `exp(raw)` (raw <= 0): the same
-      function without the cancellation of `elu(raw) + 1`, which loses all
-      float32 digits of small scales (elu(-10) + 1 keeps ~3 digits).
+    * `"elu_plus_one"`: `elu(raw) + 1 + min_scale`, as in keras-mdn-layer
+      (whose floor is 1e-7: pass `min_scale=1e-7` to reproduce its scales
+      exactly; the default 1e-4 gives scales about 1e-4 larger), computed as
+      `raw + 1` (raw > 0) or `exp(raw)` (raw <= 0): the same function
+      without the cancellation of `elu(raw) + 1`, which loses all float32
+      digits of small scales (elu(-10) + 1 keeps ~3 digits).
 
     A finite `max_scale` caps every activation with `minimum(scale, max_scale)`.
 
@@ -211,6 +209,9 @@ def scale_from_raw(
         `[min_scale, max_scale]`.
     """
     check_scale_options(scale_activation, min_scale, max_scale)
+    # Python floats: a NumPy scalar on the left of a torch tensor would make NumPy arrays.
+    min_scale = float(min_scale)
+    max_scale = None if max_scale is None else float(max_scale)
     if not hasattr(raw, "dtype"):
         raw = ops.convert_to_tensor(raw)
     check_floating("raw", raw)

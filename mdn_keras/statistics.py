@@ -22,6 +22,7 @@ from typing import Union
 import numpy as np
 from keras import ops
 
+from mdn_keras.checks import is_real, levels
 from mdn_keras.density import check_target, component_log_prob, log_prob
 from mdn_keras.params import check_params, check_positive_int, split_params
 from mdn_keras.sampling import select_component
@@ -137,15 +138,12 @@ def mixture_mode(
     Returns:
         `(..., D)`, in `params.dtype`.
     """
-    check_positive_int("num_iterations", num_iterations)
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or not (math.isfinite(tolerance) and tolerance >= 0)
-    ):
+    num_iterations = check_positive_int("num_iterations", num_iterations)
+    if not is_real(tolerance) or not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(
             f"Expected `tolerance` to be a finite number >= 0. Received: tolerance={tolerance!r}"
         )
+    tolerance = float(tolerance)
     params = check_params(params, output_dim, num_mixtures)
     _, loc, scale = split_params(params, output_dim, num_mixtures)
     # One copy of the mixture per start: (..., 1, P) against starts (..., K, D).
@@ -180,25 +178,6 @@ def _check_1d(name: str, output_dim: int) -> None:
         raise ValueError(
             f"`{name}` is defined for 1-D outputs only. Expected output_dim == 1. "
             f"Received: output_dim={output_dim}"
-        )
-
-
-def _check_open_unit(name: str, value: object) -> None:
-    """Checks a Python number or NumPy array lies in (0, 1); tensors are taken as given."""
-    if isinstance(value, bool):
-        ok = False
-    elif isinstance(value, (int, float, np.ndarray, np.generic, list, tuple)):
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            ok = False
-        else:
-            ok = arr.size > 0 and bool(np.all((arr > 0) & (arr < 1)))
-    else:
-        return
-    if not ok:
-        raise ValueError(
-            f"Expected `{name}` in the open interval (0, 1). Received: {name}={value!r}"
         )
 
 
@@ -253,28 +232,50 @@ def mixture_quantile(
     float32. Where `F` is flat at level `q` (a gap between components) any
     point of the flat stretch is a valid quantile.
 
+    The shape rule for `q` is NumPy's (`numpy.quantile`), the same on every
+    backend for Python numbers, NumPy arrays and tensors, plus a per-row form:
+
+    * a number or a 0-d array/tensor: result of shape `params.shape[:-1]`;
+    * shape `(Q,)`: result of shape `(Q, *params.shape[:-1])`, every level
+      for every row (`Mixture.quantile([0.1, 0.9])` on 2 rows is `(2, 2)`);
+    * shape `(Q, *params.shape[:-1])`: one level per row (and per entry of
+      the first axis), result of the same shape; `q[None]` for one level per row.
+
+    Any other shape raises a `ValueError` naming both shapes.
+
     Args:
         params: `(..., num_mixtures * 3)` flat MDN output with `output_dim == 1`.
-        q: probabilities in `(0, 1)`, a number or a tensor whose shape
-            broadcasts with `params.shape[:-1]`.
+        q: probabilities in `(0, 1)`, shaped as above. Python and NumPy values
+            are checked; tensor values are not (they may only be known inside
+            a compiled graph): a tensor level outside `(0, 1)`, or NaN, gives
+            NaN at its position.
         output_dim: must be 1.
         num_mixtures: `K`.
         num_iterations: bisection steps, a positive int.
 
     Returns:
-        Quantiles of shape `broadcast(q.shape, params.shape[:-1])`.
+        Quantiles of shape `params.shape[:-1]` or `(Q, *params.shape[:-1])`,
+        as above, in `params.dtype`.
 
     Raises:
         ValueError: if `output_dim != 1`, a Python-number or NumPy `q` is
-            outside `(0, 1)`, or shapes do not match.
+            outside `(0, 1)`, or `q` has another shape.
     """
     _check_1d("mixture_quantile", output_dim)
-    check_positive_int("num_iterations", num_iterations)
-    _check_open_unit("q", q)
-    logits, loc, scale = split_params(params, output_dim, num_mixtures)
+    num_iterations = check_positive_int("num_iterations", num_iterations)
+    params = check_params(params, output_dim, num_mixtures)
+    q = levels("q", q, params)
+    return _bisect_quantile(params, q, num_mixtures, num_iterations)
+
+
+def _bisect_quantile(params: Tensor, q: Tensor, num_mixtures: int, num_iterations: int) -> Tensor:
+    """Quantiles at levels `q` that broadcast against `params.shape[:-1]` (no checks).
+
+    Levels outside (0, 1), or NaN, give NaN.
+    """
+    logits, loc, scale = split_params(params, 1, num_mixtures)
     probs = mixing_probs(logits)
     loc, scale = loc[..., 0], scale[..., 0]
-    q = ops.cast(ops.convert_to_tensor(q), logits.dtype)
     lo = ops.min(loc - QUANTILE_BRACKET_SCALES * scale, axis=-1) + ops.zeros_like(q)
     hi = ops.max(loc + QUANTILE_BRACKET_SCALES * scale, axis=-1) + ops.zeros_like(q)
 
@@ -285,7 +286,9 @@ def mixture_quantile(
         return ops.where(below, mid, lo), ops.where(below, hi, mid)
 
     lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
-    return 0.5 * (lo + hi)
+    mid = 0.5 * (lo + hi)
+    in_range = ops.logical_and(q > 0, q < 1)
+    return ops.where(in_range, mid, ops.full_like(mid, math.nan))
 
 
 def prediction_interval(
@@ -299,25 +302,29 @@ def prediction_interval(
 
     Args:
         params: `(..., num_mixtures * 3)` flat MDN output with `output_dim == 1`.
-        coverage: in `(0, 1)`, e.g. 0.9; a number or a tensor broadcasting
-            with `params.shape[:-1]`.
+        coverage: in `(0, 1)`, e.g. 0.9, shaped by the rule of
+            `mixture_quantile`: a number or 0-d array/tensor, `(Q,)` (every
+            coverage for every row) or `(Q, *params.shape[:-1])` (one per row).
+            Python and NumPy values are checked; a tensor coverage outside
+            `(0, 1)`, or NaN, gives NaN ends at its position.
         output_dim: must be 1.
         num_mixtures: `K`.
 
     Returns:
-        `(lower, upper)`, each of shape `broadcast(coverage.shape, params.shape[:-1])`.
+        `(lower, upper)`, each of shape `params.shape[:-1]`, or
+        `(Q, *params.shape[:-1])` for `Q` coverages.
+
+    Raises:
+        ValueError: if `output_dim != 1`, a Python-number or NumPy coverage
+            is outside `(0, 1)`, or `coverage` has another shape.
     """
     _check_1d("prediction_interval", output_dim)
-    _check_open_unit("coverage", coverage)
     params = check_params(params, output_dim, num_mixtures)
-    coverage = ops.cast(ops.convert_to_tensor(coverage), params.dtype)
-    # Both ends in one bisection, along a new leading axis of size 2: align
-    # the ranks of q and params' leading axes, then put the new axis in front.
-    q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=-1)
-    for _ in range(len(params.shape) - 1 - len(coverage.shape)):
-        q = ops.expand_dims(q, 0)
-    for _ in range(len(coverage.shape) - len(params.shape) + 1):
-        params = ops.expand_dims(params, 0)
-    q = ops.moveaxis(q, -1, 0)
-    ends = mixture_quantile(ops.expand_dims(params, 0), q, output_dim, num_mixtures)
+    coverage = levels("coverage", coverage, params)
+    # A coverage outside (0, 1) gives NaN, also where both of its levels would be valid.
+    valid = ops.logical_and(coverage > 0, coverage < 1)
+    coverage = ops.where(valid, coverage, ops.full_like(coverage, math.nan))
+    # Both ends in one bisection, along a new leading axis of size 2.
+    q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=0)
+    ends = _bisect_quantile(params, q, num_mixtures, DEFAULT_QUANTILE_ITERATIONS)
     return ends[0], ends[1]
