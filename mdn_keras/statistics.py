@@ -324,6 +324,8 @@ def prediction_interval(
     # A coverage outside (0, 1) gives NaN, also where both of its levels would be valid.
     valid = ops.logical_and(coverage > 0, coverage < 1)
     coverage = ops.where(valid, coverage, ops.full_like(coverage, math.nan))
+    if len(coverage.shape) == 0:
+        coverage = ops.reshape(coverage, [1] * (len(params.shape) - 1))
     # Both ends in one bisection, along a new leading axis of size 2.
     q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=0)
     ends = _bisect_quantile(params, q, num_mixtures, DEFAULT_QUANTILE_ITERATIONS)
