@@ -97,7 +97,7 @@ def check_target_strict(
 
         y = _assert_shape_tf(y, params, output_dim, expected, y_name, params_name)
         return ops.reshape(y, (*lead_shape(params, 1), output_dim))
-    y_shape = received
+    y_shape, y_given = received, y
     if output_dim == 1 and len(y_shape) == len(lead):
         y = ops.expand_dims(y, -1)
         y_shape = (*y_shape, 1)
@@ -109,14 +109,23 @@ def check_target_strict(
             f"{params_name}.shape={_shape_str(p_shape)}"
         )
     if any(a is None or b is None for a, b in zip(y_shape, want, strict=True)):
-        y = _assert_shape_tf(y, params, output_dim, expected, y_name, params_name)
+        y = _assert_shape_tf(y, params, output_dim, expected, y_name, params_name, y_given)
     return y
 
 
 def _assert_shape_tf(
-    y: Tensor, params: Tensor, output_dim: int, expected: str, y_name: str, params_name: str
+    y: Tensor,
+    params: Tensor,
+    output_dim: int,
+    expected: str,
+    y_name: str,
+    params_name: str,
+    y_given: Tensor = None,
 ) -> Tensor:
     """On TensorFlow, `y` behind an in-graph check of the run-time shapes.
+
+    `y_given` is the target as the caller passed it (before a last axis of
+    size 1 was added), whose shape the message shows.
 
     The other backends always know their shapes (JAX traces with concrete
     shapes, PyTorch runs eagerly), so there this returns `y` unchanged.
@@ -129,6 +138,10 @@ def _assert_shape_tf(
     lead = p_dyn[:-1]
 
     def same(a: Tensor, b: Tensor) -> Tensor:
+        if a.shape[0] is not None and b.shape[0] is not None:
+            if a.shape[0] != b.shape[0]:
+                return tf.constant(False)
+            return tf.reduce_all(tf.equal(a, b))
         return tf.cond(
             tf.equal(tf.size(a), tf.size(b)),
             lambda: tf.reduce_all(tf.equal(a, b)),
@@ -136,7 +149,8 @@ def _assert_shape_tf(
         )
 
     ok = same(y_dyn, tf.concat([lead, [output_dim]], 0))
-    if output_dim == 1:
+    if output_dim == 1 and y.shape.rank is None:
+        # Unknown rank: the target may also have dropped its last axis.
         ok = tf.logical_or(ok, same(y_dyn, lead))
 
     def shape_str(s: Tensor) -> Tensor:
@@ -147,7 +161,7 @@ def _assert_shape_tf(
     message = tf.strings.join(
         [
             f"{expected} Received: {y_name}.shape=",
-            shape_str(y_dyn),
+            shape_str(y_dyn if y_given is None else tf.shape(y_given)),
             f", {params_name}.shape=",
             shape_str(p_dyn),
         ]
