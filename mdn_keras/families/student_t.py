@@ -50,7 +50,7 @@ class StudentT(Family):
             raise ValueError(
                 f"Expected `min_df` to be a finite number > 0. Received: min_df={min_df!r}"
             )
-        self.min_df = float(min_df)
+        self.min_df: float = float(min_df)
 
     def layout_formula(self) -> str:
         return "num_mixtures * (3 * output_dim + 1)"
