@@ -96,7 +96,7 @@ def median(xs: Sequence[float]) -> float:
 
 def ratio(samples: Mapping[str, list[float]], a: str, b: str) -> float:
     """Median over rounds of `time(a) / time(b)` (both measured in the same round)."""
-    return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
 
 def compiled(fn: Callable, jit: bool = True) -> Optional[Callable]:
@@ -187,16 +187,24 @@ def gpu_bandwidth_gbs() -> Optional[tuple[float, str]]:
             bus_bits = getattr(props, "memory_bus_width", None)
             if clock_khz and bus_bits:
                 return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9, (
-                    f"torch.cuda.get_device_properties: 2 x {clock_khz / 1e3:.0f} MHz x {bus_bits} bit / 8"
+                    "torch.cuda.get_device_properties: "
+                    f"2 x {clock_khz / 1e3:.0f} MHz x {bus_bits} bit / 8"
                 )
     except Exception:  # noqa: BLE001 - torch absent or without CUDA
         pass
     if name is None:
         try:
-            name = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True, text=True, check=True, timeout=20,
-            ).stdout.strip().splitlines()[0]
+            name = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=20,
+                )
+                .stdout.strip()
+                .splitlines()[0]
+            )
         except Exception:  # noqa: BLE001 - no NVIDIA driver
             return None
     for fragment, gbs in KNOWN_BANDWIDTH_GBS.items():

@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     BACKEND,
     device_name,
@@ -40,9 +42,6 @@ from _common import (  # noqa: E402
     ratio,
     versions,
 )
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import mdn_keras  # noqa: E402
 
@@ -203,7 +202,10 @@ def report(rows: list[dict[str, Any]]) -> str:
             line.append(f"{100 * r['ours_gbs'] / peak[0]:.0f}%")
         out.append(line)
     text = markdown_table(header, out)
-    text += "\n\nbytes moved = 4 * B * (2P + D), P = K(2D + 1): parameters and targets read once, gradient written once."
+    text += (
+        "\n\nbytes moved = 4 * B * (2P + D), P = K(2D + 1): "
+        "parameters and targets read once, gradient written once."
+    )
     if peak:
         text += f"\npeak bandwidth: {peak[0]:.0f} GB/s ({peak[1]})"
     return text
@@ -214,7 +216,9 @@ def main() -> None:
         description=__doc__.splitlines()[0],
         epilog="bytes moved = 4 * B * (2P + D) with P = K(2D+1).",
     )
-    parser.add_argument("--batch", default="65536", help="comma-separated batch sizes (default 65536)")
+    parser.add_argument(
+        "--batch", default="65536", help="comma-separated batch sizes (default 65536)"
+    )
     parser.add_argument("--output-dim", type=int, default=16, help="D (default 16)")
     parser.add_argument("--num-mixtures", type=int, default=8, help="K (default 8)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved samples per candidate")
@@ -223,7 +227,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"backend={BACKEND}  device={device_name()}  {versions()}")
     rows = [
-        run(int(b), args.output_dim, args.num_mixtures, args.rounds, args.min_time, args.torch_compile)
+        run(
+            int(b),
+            args.output_dim,
+            args.num_mixtures,
+            args.rounds,
+            args.min_time,
+            args.torch_compile,
+        )
         for b in args.batch.split(",")
     ]
     print(report(rows))

@@ -29,10 +29,9 @@ from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import BACKEND, compiled, device_name, markdown_table, median, versions  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import BACKEND, compiled, device_name, markdown_table, median, versions  # noqa: E402
 
 import mdn_keras  # noqa: E402
 
@@ -85,8 +84,12 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rows", type=int, default=100_000, help="rows (default 100,000)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of fast calls (default 5)")
-    parser.add_argument("--long", type=float, default=3.0, help="a call slower than this is timed once")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs of fast calls (default 5)"
+    )
+    parser.add_argument(
+        "--long", type=float, default=3.0, help="a call slower than this is timed once"
+    )
     parser.add_argument("--only", help="comma-separated subset of mode,quantile,interval")
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled rows")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager rows")
@@ -105,7 +108,7 @@ def main() -> None:
         for mode, f in modes:
             if f is None:
                 continue
-            seconds, runs = timed(lambda f=f: f(params), args.repeats, args.long)
+            seconds, runs = timed(lambda f=f, p=params: f(p), args.repeats, args.long)
             ok = "yes" if seconds <= TARGETS[name] else "no"
             rows.append([name, mode, f"{seconds:.3f}", f"<= {TARGETS[name]}", ok, str(runs)])
             print(f"  {name:<9s} {mode:<9s} {seconds:8.3f} s", flush=True)

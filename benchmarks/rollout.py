@@ -26,10 +26,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import BACKEND, device_name, interleaved, markdown_table, median, versions  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import BACKEND, device_name, interleaved, markdown_table, median, versions  # noqa: E402
 
 import mdn_keras  # noqa: E402
 
@@ -91,8 +90,13 @@ def main() -> None:
     print(f"backend={BACKEND}  device={device_name()}  {versions()}")
     print(f"batch={b} D={d} A={a} LSTM={args.hidden} K={k} steps={t}\n")
     rows = [
-        [name, "per step", f"{ms:.2f}", f"<= {TARGET_MS}" if name == "rollout" else "",
-         ("yes" if ms <= TARGET_MS else "no") if name == "rollout" else ""]
+        [
+            name,
+            "per step",
+            f"{ms:.2f}",
+            f"<= {TARGET_MS}" if name == "rollout" else "",
+            ("yes" if ms <= TARGET_MS else "no") if name == "rollout" else "",
+        ]
         for name, ms in per_step.items()
     ]
     print(markdown_table(["what", "unit", "ms", "target", "met"], rows))

@@ -1,4 +1,5 @@
-"""Training-step time of an MDN head against keras-mdn-layer, a hand-written twin and the body alone.
+"""Training-step time of an MDN head against keras-mdn-layer, a hand-written twin
+and the body alone.
 
 One process, one backend (KERAS_BACKEND). For each cell (batch B, output
 dimension D; K mixtures) it builds the same body
@@ -36,6 +37,8 @@ from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     BACKEND,
     device_name,
@@ -45,9 +48,6 @@ from _common import (  # noqa: E402
     ratio,
     versions,
 )
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 import mdn_keras  # noqa: E402
@@ -193,10 +193,16 @@ def main() -> None:
     grid.add_argument("--quick", action="store_true", help=f"cells {QUICK_CELLS} (the default)")
     grid.add_argument("--full", action="store_true", help="B {1024,4096,16384} x D {1,2,32}")
     parser.add_argument("--batch", help="comma-separated batch sizes (overrides the grid)")
-    parser.add_argument("--dims", help="comma-separated output dims D (with --batch; default 1,2,32)")
+    parser.add_argument(
+        "--dims", help="comma-separated output dims D (with --batch; default 1,2,32)"
+    )
     parser.add_argument("--num-mixtures", type=int, default=5, help="K (default 5)")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved samples per candidate (default 9)")
-    parser.add_argument("--min-time", type=float, default=0.15, help="seconds per sample (default 0.15)")
+    parser.add_argument(
+        "--rounds", type=int, default=9, help="interleaved samples per candidate (default 9)"
+    )
+    parser.add_argument(
+        "--min-time", type=float, default=0.15, help="seconds per sample (default 0.15)"
+    )
     parser.add_argument(
         "--loss-grad",
         choices=("auto", "yes", "no"),
@@ -213,8 +219,10 @@ def main() -> None:
         cells = QUICK_CELLS
     k = args.num_mixtures
     print(f"backend={BACKEND}  device={device_name()}  {versions()}  K={k}")
-    print(f"families: {[f or 'default' for f in families()]}"
-          + ("" if keras_mdn_layer else "  (keras-mdn-layer not installed: no kmdn column)"))
+    print(
+        f"families: {[f or 'default' for f in families()]}"
+        + ("" if keras_mdn_layer else "  (keras-mdn-layer not installed: no kmdn column)")
+    )
     results = []
     for batch, d in cells:
         results.append(run_cell(batch, d, k, args.rounds, args.min_time))
