@@ -24,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn
-from mdn_keras.shapes import lead_shape
+from mdn_keras.shapes import lead_shape, split_last
 from mdn_keras.types import Seed, Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -35,16 +35,6 @@ def tril_indices(output_dim: int) -> tuple:
     """Row-major `(rows, cols)` of the lower triangle, in the flat order."""
     rows, cols = np.tril_indices(output_dim)
     return tuple(int(r) for r in rows), tuple(int(c) for c in cols)
-
-
-@cache
-def _dense_index(output_dim: int) -> tuple:
-    """For each of the D*D entries, its position in the flat triangle, or T for a zero."""
-    rows, cols = tril_indices(output_dim)
-    t = len(rows)
-    index = np.full((output_dim, output_dim), t, dtype=np.int64)
-    index[rows, cols] = np.arange(t)
-    return tuple(int(i) for i in index.reshape(-1))
 
 
 @cache
@@ -75,11 +65,13 @@ class MultivariateNormalTriL(Family):
         lead = lead_shape(tril_block, 1)
         loc = ops.reshape(loc_block, (*lead, num_mixtures, d))
         tril = ops.reshape(tril_block, (*lead, num_mixtures, d * (d + 1) // 2))
-        # Gather the D*D entries from [triangle | 0]: one take, differentiable.
-        padded = ops.concatenate([tril, ops.zeros_like(tril[..., :1])], axis=-1)
-        index = ops.convert_to_tensor(np.asarray(_dense_index(d), dtype="int32"))
-        dense = ops.take(padded, index, axis=-1)
-        return loc, ops.reshape(dense, (*lead, num_mixtures, d, d))
+        # Rows 1, 2, ..., D long: one split, each row padded with zeros to D,
+        # stacked. Cheap gradients (a concatenate, slices, an unstack), unlike a
+        # gather's scatter-add.
+        rows = split_last(tril, list(range(1, d + 1)))
+        padding = [[0, 0]] * (len(tril.shape) - 1)
+        dense_rows = [ops.pad(row, [*padding, [0, d - 1 - i]]) for i, row in enumerate(rows)]
+        return loc, ops.stack(dense_rows, axis=-2)
 
     def flatten(self, parts: Parts, output_dim: int) -> list:
         loc, scale_tril = parts
