@@ -11,15 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.types import Tensor
 
 _LOG_2 = math.log(2.0)
-# Smallest uniform draw: keeps log(u) finite.
-_TINY = 1e-30
 
 
 class Laplace(Family):
@@ -38,13 +35,12 @@ class Laplace(Family):
         loc, scale = parts
         return -ops.sum(ops.abs(y - loc) / scale + ops.log(scale) + _LOG_2, axis=-1)
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
-        # The difference of two standard exponentials, -log(u1) + log(u2), is
-        # a standard Laplace variable (exactly, with no sign branch).
-        shape = (2, *ops.shape(loc))
-        u = keras.random.uniform(shape, _TINY, 1.0, dtype=loc.dtype, seed=seed)
-        noise = ops.log(u[1]) - ops.log(u[0])
+        d = loc.shape[-1]
+        # The difference of two standard exponentials, -log(1 - u1) + log(1 - u2),
+        # is a standard Laplace variable (exactly, with no sign branch).
+        noise = ops.log(1.0 - uniform[..., d:]) - ops.log(1.0 - uniform[..., :d])
         return loc + scale * sigma_scale * noise
 
     def variance(self, parts: Parts) -> Tensor:

@@ -19,13 +19,12 @@ import math
 from functools import lru_cache
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn
+from mdn_keras.families.base import Family, Parts, ScaleFn, standard_normal
 from mdn_keras.shapes import lead_shape
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.types import Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -116,9 +115,10 @@ class MultivariateNormalTriL(Family):
             rhs = rhs + ops.zeros_like(scale_tril[..., 0])
         return ops.solve_triangular(scale_tril, rhs[..., None], lower=True)[..., 0]
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale_tril = parts
-        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        d = loc.shape[-1]
+        noise = standard_normal(uniform[..., :d], uniform[..., d:])
         return loc + sigma_scale * ops.sum(scale_tril * noise[..., None, :], axis=-1)
 
     def variance(self, parts: Parts) -> Tensor:

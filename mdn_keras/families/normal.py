@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update, standard_normal
+from mdn_keras.types import Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -38,9 +37,10 @@ class Normal(Family):
             - loc.shape[-1] * _HALF_LOG_2PI
         )
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
-        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        d = loc.shape[-1]
+        noise = standard_normal(uniform[..., :d], uniform[..., d:])
         return loc + scale * sigma_scale * noise
 
     def variance(self, parts: Parts) -> Tensor:
