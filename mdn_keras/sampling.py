@@ -210,14 +210,39 @@ def _per_row(value: Union[float, Tensor], dtype: str) -> Union[float, Tensor]:
     return ops.expand_dims(value, -1) if len(value.shape) > 0 else value
 
 
-def _take_component(part: Tensor, index: Tensor, event_ndims: int) -> Tensor:
-    """`part[..., index, :]`: part `(..., K, *event)`, index `(*S, ...)` -> `(*S, ..., *event)`."""
-    extra = len(index.shape) - (len(part.shape) - 1 - event_ndims)
-    if extra > 0:
-        part = ops.broadcast_to(
-            part, (*lead_shape(index, 0), *part.shape[len(part.shape) - 1 - event_ndims :])
-        )
-    return select_component(part, index, event_ndims)
+def _argmax(x: Tensor) -> Tensor:
+    """`argmax` over the last axis, with the backend's own op.
+
+    Keras' `ops.argmax` adds a bitcast to order signed zeros, which TFLite
+    and ONNX Runtime have no kernel for; the Gumbel scores are never a signed
+    zero against another, so the plain op gives the same index.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.argmax(x, axis=-1)
+    if backend == "torch":
+        import torch
+
+        return torch.argmax(x, dim=-1)
+    return ops.argmax(x, axis=-1)
+
+
+def _take_component(part: Tensor, index: Tensor, num_mixtures: int, event_ndims: int) -> Tensor:
+    """`part[..., index, :]`: part `(..., K, *event)`, index `(*S, ...)` -> `(*S, ..., *event)`.
+
+    A masked sum over the `K` axis rather than a gather: it broadcasts the
+    extra leading axes of `index` without copying `part`, and exports to
+    every format (PyTorch's ONNX exporter has no `take_along_dim`).
+    """
+    mask = ops.cast(ops.expand_dims(index, -1) == ops.arange(0, num_mixtures, 1), part.dtype)
+    mask = ops.reshape(mask, (*ops.shape(mask), *([1] * event_ndims)))
+    return ops.sum(mask * part, axis=-1 - event_ndims)
 
 
 def _from_noise(
@@ -237,9 +262,9 @@ def _from_noise(
     logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
     gumbel = -ops.log(-ops.log(ops.maximum(uniform[..., :num_mixtures], _TINY)))
     # argmax(logits + T g) = argmax(logits / T + g) for T > 0, the plain argmax for T = 0.
-    index = ops.argmax(logits + _per_row(temperature, dtype) * gumbel, axis=-1)
+    index = _argmax(logits + _per_row(temperature, dtype) * gumbel)
     chosen = tuple(
-        _take_component(part, index, ndims)
+        _take_component(part, index, num_mixtures, ndims)
         for part, ndims in zip(parts, family.part_event_ndims(), strict=True)
     )
     sigma_scale = ops.sqrt(ops.cast(_per_row(sigma_temperature, dtype), dtype))
@@ -311,7 +336,7 @@ def sample(
     seed = check_seed(seed)
     params = check_params(params, output_dim, num_mixtures, family)
     dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
-    shape = (*sample_shape, *lead_shape(params, 1), noise_size(output_dim, num_mixtures, family))
+    shape = (*sample_shape, *ops.shape(params)[:-1], noise_size(output_dim, num_mixtures, family))
     uniform = random_uniform(shape, dtype, seed)
     return _from_noise(
         params, uniform, output_dim, num_mixtures, family, temperature, sigma_temperature

@@ -119,7 +119,7 @@ class Family:
         from mdn_keras.sampling import random_uniform
 
         loc = parts[0]
-        shape = (*lead_shape(loc, 1), self.noise_size(loc.shape[-1]))
+        shape = (*ops.shape(loc)[:-1], self.noise_size(loc.shape[-1]))
         return self.sample_from_noise(parts, sigma_scale, random_uniform(shape, loc.dtype, seed))
 
     def noise_size(self, output_dim: int) -> int:
