@@ -9,7 +9,7 @@ from keras import ops
 from scipy import special, stats
 
 import mdn_keras
-from backend_utils import BACKEND, to_numpy
+from backend_utils import to_numpy
 from reference import random_params
 
 N = 20000
