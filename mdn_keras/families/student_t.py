@@ -105,4 +105,3 @@ class StudentT(Family):
 
     def get_config(self) -> dict:
         return {"min_df": self.min_df}
-
