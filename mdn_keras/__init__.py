@@ -8,7 +8,9 @@ from mdn_keras.layer import MDN
 from mdn_keras.loss import MDNLoss, mdn_nll
 from mdn_keras.mixture import Mixture
 from mdn_keras.params import join_params, params_size, scale_from_raw, split_params
-from mdn_keras.sampling import sample
+from mdn_keras.portable import portable_cdf, portable_erfc, portable_quantile
+from mdn_keras.sample_layer import MixtureSample
+from mdn_keras.sampling import noise_size, sample, sample_from_noise
 from mdn_keras.statistics import (
     marginal_cdf,
     mixture_cdf,
@@ -29,6 +31,7 @@ __all__ = [
     "MDN",
     "MDNLoss",
     "Mixture",
+    "MixtureSample",
     "__version__",
     "build_mdn_rnn",
     "component_log_prob",
@@ -46,10 +49,15 @@ __all__ = [
     "mixture_stddev",
     "mixture_variance",
     "most_probable_component_mean",
+    "noise_size",
     "params_size",
+    "portable_cdf",
+    "portable_erfc",
+    "portable_quantile",
     "prediction_interval",
     "rollout",
     "sample",
+    "sample_from_noise",
     "scale_from_raw",
     "split_params",
     "to_distribution",

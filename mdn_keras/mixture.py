@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import keras
 
@@ -97,12 +97,13 @@ class Mixture:
 
     def sample(
         self,
+        sample_shape: Union[int, Sequence[int]] = (),
         *,
         temperature: Union[float, Tensor] = 1.0,
         sigma_temperature: Union[float, Tensor] = 1.0,
         seed: Seed = None,
     ) -> Tensor:
-        """One `(..., D)` draw per batch entry; see `mdn_keras.sample`."""
+        """`(*sample_shape, ..., D)` draws (TFP's convention); see `mdn_keras.sample`."""
         return sample(
             self.params,
             self.output_dim,
@@ -111,6 +112,7 @@ class Mixture:
             sigma_temperature=sigma_temperature,
             seed=seed,
             component=self.component,
+            sample_shape=sample_shape,
         )
 
     def mean(self) -> Tensor:

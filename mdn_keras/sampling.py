@@ -1,18 +1,30 @@
-"""Vectorised sampling from the mixture an MDN head predicts."""
+"""Vectorised sampling from the mixture an MDN head predicts.
+
+Every draw is a deterministic function of `Uniform[0, 1)` noise
+(`sample_from_noise`): `noise_size(D, K)` numbers per draw, `K` for the
+Gumbel-max choice of a component and the family's `noise_size(D)` for the
+point within it. `sample` draws that noise with one random call from one
+seed, so every seed `keras.random` takes works, compiled or not, and the same
+int seed gives the same draw eagerly and compiled (on TensorFlow the Philox
+algorithm is named explicitly; XLA's default differs). `sample_from_noise`
+with noise supplied from outside uses no random op at all, so it exports to
+runtimes that have none (TFLite's builtin ops, for one).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Union
+import numbers
+from typing import Any, Sequence, Union
 
 import keras
 import numpy as np
 from keras import ops
 
 from mdn_keras.checks import is_int, is_real, per_row_value
-from mdn_keras.families import ComponentLike, get_family
-from mdn_keras.params import check_params, split_unchecked
-from mdn_keras.shapes import lead_shape
+from mdn_keras.families import ComponentLike, Family, get_family
+from mdn_keras.params import check_floating, check_params, check_positive_int, split_unchecked
+from mdn_keras.shapes import lead_shape, shape_str
 from mdn_keras.types import Seed, Tensor
 
 # Smallest uniform draw for the Gumbel noise: keeps -log(-log(u)) finite.
@@ -35,7 +47,10 @@ def check_temperature(name: str, value: object) -> None:
 
 
 def split_seed(seed: Seed) -> tuple[Seed, Seed]:
-    """Two independent seeds from one user seed, valid in `jax.jit` and `tf.function`.
+    """Two seeds from one user seed, for loops that draw many times (`rollout`).
+
+    Takes only an int, a `keras.random.SeedGenerator` or None (a seed tensor
+    would repeat the same draws at every step of a loop).
 
     An int gives two fixed ints (so the same int always gives the same draw);
     a `keras.random.SeedGenerator` is returned twice (it advances on each use);
@@ -56,36 +71,223 @@ def split_seed(seed: Seed) -> tuple[Seed, Seed]:
     return seed, (seed * 2654435761 + 1) % (2**32)
 
 
-def gumbel_argmax(logits: Tensor, temperature: Union[float, Tensor], seed: Seed) -> Tensor:
-    """Indices drawn from `Categorical(logits / temperature)` over the last axis.
+_SEED_TYPES = "an int, a keras.random.SeedGenerator, None, or a seed tensor of shape (2,)"
 
-    Uses the Gumbel-max trick `argmax(logits + temperature * g)`, which equals
-    `argmax(logits / temperature + g)` for `temperature > 0` and is the plain
-    argmax for `temperature == 0`; no division, so no special case.
+
+def _refuse_generator_under_jax_jit() -> None:
+    """A `SeedGenerator` advanced inside `jax.jit` outside a `keras.StatelessScope`
+    leaks a tracer into its state: the draw is frozen into the compiled function
+    and the next eager use fails. Refused with the pattern that works."""
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    if isinstance(ops.ones(()), jax.core.Tracer) and not in_stateless_scope():
+        raise ValueError(
+            "A keras.random.SeedGenerator cannot be advanced inside `jax.jit` (the draw would "
+            "be the same on every call and the generator's state would hold a tracer). "
+            "Pass a JAX key or a seed tensor of shape (2,) as an argument of the jitted "
+            "function instead, e.g. `seed=jax.random.key(i)`, or call the layer or model "
+            "through Keras (`model.predict`, a `MixtureSample` layer), which threads the "
+            "generator's state. Received: seed=SeedGenerator under jax.jit"
+        )
+
+
+def check_seed(seed: Seed) -> Seed:
+    """Validates `seed`; returns it (an int as a Python int).
+
+    Accepted: an int in `[0, 2**32)`, a `keras.random.SeedGenerator`, None
+    (Keras' global generator; not inside `jax.jit`), or a seed tensor: a
+    backend or NumPy integer tensor of shape `(2,)`, or on JAX a key
+    (`jax.random.key` or `jax.random.PRNGKey`).
     """
-    u = keras.random.uniform(ops.shape(logits), _TINY, 1.0, dtype=logits.dtype, seed=seed)
-    gumbel = -ops.log(-ops.log(u))
-    if not isinstance(temperature, float):
-        temperature = ops.expand_dims(temperature, -1)  # per row: (...) -> (..., 1)
-    return ops.argmax(logits + temperature * gumbel, axis=-1)
+    if seed is None:
+        return seed
+    if isinstance(seed, keras.random.SeedGenerator):
+        _refuse_generator_under_jax_jit()
+        return seed
+    if isinstance(seed, (bool, np.bool_)):
+        raise ValueError(
+            f"Expected `seed` to be {_SEED_TYPES}. Received: seed={seed!r} of type "
+            f"{type(seed).__name__}"
+        )
+    if isinstance(seed, numbers.Integral):
+        if not 0 <= int(seed) < 2**32:
+            raise ValueError(f"Expected an int `seed` in [0, 2**32). Received: seed={seed}")
+        return int(seed)
+    if hasattr(seed, "shape") and hasattr(seed, "dtype") and not isinstance(seed, str):
+        if keras.backend.backend() == "jax":
+            import jax
+
+            if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(
+                seed.dtype, jax.dtypes.prng_key
+            ):
+                return seed
+        dtype = keras.backend.standardize_dtype(seed.dtype)
+        if tuple(seed.shape) != (2,) or "int" not in dtype:
+            raise ValueError(
+                "Expected a seed tensor of shape (2,) and an integer dtype. "
+                f"Received: seed.shape={shape_str(tuple(seed.shape))}, seed.dtype={dtype}"
+            )
+        return seed
+    raise ValueError(
+        f"Expected `seed` to be {_SEED_TYPES}. Received: seed={seed!r} of type "
+        f"{type(seed).__name__}"
+    )
 
 
-def choose_component(logits: Tensor, temperature: Union[float, Tensor], seed: Seed) -> Tensor:
-    """`(...)` component indices drawn from `Categorical(logits / temperature)`.
+def random_uniform(shape: Sequence[Any], dtype: str, seed: Seed) -> Tensor:
+    """`Uniform[0, 1)` numbers of `shape` from a seed `check_seed` accepted.
 
-    Gumbel-max everywhere except one case: on JAX with a Python-number
-    temperature > 0, `keras.random.categorical` is one fused kernel, while
-    eager Gumbel-max runs six separate passes (2.5x slower outside `jax.jit`;
-    equal inside). PyTorch's categorical (multinomial) is slower than
-    Gumbel-max, so it is not used there. Both draw from the same distribution.
+    Through `keras.random.uniform`, except: on TensorFlow, Philox is named
+    explicitly (so an int or a seed tensor gives the same numbers eagerly, in
+    `tf.function` and under `jit_compile=True`) and seed tensors are taken;
+    on PyTorch a seed tensor `s` seeds a generator with `s[0] + s[1]` (as
+    Keras seeds one from a `SeedGenerator`).
     """
-    fused = keras.backend.backend() == "jax" and isinstance(temperature, float) and temperature > 0
-    if not fused:
-        return gumbel_argmax(logits, temperature, seed)
-    num_mixtures = logits.shape[-1]
-    flat = ops.reshape(logits, (-1, num_mixtures)) / temperature
-    index = keras.random.categorical(flat, 1, seed=seed, dtype="int32")
-    return ops.reshape(index, lead_shape(logits, 1))
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        from keras.src.random.seed_generator import draw_seed
+
+        if seed is None or isinstance(seed, (int, keras.random.SeedGenerator)):
+            seed = draw_seed(seed)
+        seed_tensor = tf.convert_to_tensor(seed)
+        if seed_tensor.dtype != tf.int32:
+            # Keras' own conversion of its int64 generator states (XLA takes int32 seeds).
+            seed_tensor = tf.cast(
+                tf.math.floormod(tf.cast(seed_tensor, tf.int64), tf.int32.max - 1), tf.int32
+            )
+        return tf.random.stateless_uniform(shape, seed=seed_tensor, dtype=dtype, alg="philox")
+    if backend == "jax" and seed is not None and hasattr(seed, "shape"):
+        import jax
+        import jax.numpy as jnp
+
+        if not (
+            isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)
+        ):
+            seed = jnp.asarray(seed).astype("uint32")
+    elif backend == "torch" and seed is not None and hasattr(seed, "shape"):
+        values = ops.convert_to_numpy(seed).astype("int64")
+        seed = int(values[0] + values[1]) & 0xFFFFFFFF
+    return keras.random.uniform(shape, 0.0, 1.0, dtype=dtype, seed=seed)
+
+
+def check_sample_shape(sample_shape: object) -> tuple[int, ...]:
+    """`sample_shape` as a tuple of ints >= 0 (an int `n` is `(n,)`)."""
+    shape: Any = (sample_shape,) if isinstance(sample_shape, numbers.Integral) else sample_shape
+    ok = isinstance(shape, (tuple, list)) and all(
+        isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and int(n) >= 0
+        for n in shape
+    )
+    if not ok:
+        raise ValueError(
+            "Expected `sample_shape` to be an int >= 0 or a tuple of them. "
+            f"Received: sample_shape={sample_shape!r}"
+        )
+    return tuple(int(n) for n in shape)
+
+
+def noise_size(output_dim: int, num_mixtures: int, component: ComponentLike = "normal") -> int:
+    """Uniform numbers one draw takes in `sample_from_noise`: `K + family.noise_size(D)`.
+
+    `K` for the Gumbel-max choice of a component, `2 * D` for each family
+    shipped (two uniforms per dimension).
+    """
+    check_positive_int("output_dim", output_dim)
+    check_positive_int("num_mixtures", num_mixtures)
+    return num_mixtures + get_family(component).noise_size(output_dim)
+
+
+def _compute_dtype(dtype: str) -> str:
+    """float32 for 16-bit params: their uniforms are too coarse for the tails."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
+def _per_row(value: Union[float, Tensor], dtype: str) -> Union[float, Tensor]:
+    """A number as is; a tensor broadcasting with the batch shape `(...)` as `(..., 1)`."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    value = ops.cast(ops.convert_to_tensor(value), dtype)
+    return ops.expand_dims(value, -1) if len(value.shape) > 0 else value
+
+
+def _argmax(x: Tensor) -> Tensor:
+    """`argmax` over the last axis, with the backend's own op.
+
+    Keras' `ops.argmax` adds a bitcast to order signed zeros, which TFLite
+    and ONNX Runtime have no kernel for; the Gumbel scores are never a signed
+    zero against another, so the plain op gives the same index.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.argmax(x, axis=-1)
+    if backend == "torch":
+        import torch
+
+        return torch.argmax(x, dim=-1)
+    return ops.argmax(x, axis=-1)
+
+
+def _take_component(part: Tensor, index: Tensor, num_mixtures: int, event_ndims: int) -> Tensor:
+    """`part[..., index, :]`: part `(..., K, *event)`, index `(*S, ...)` -> `(*S, ..., *event)`.
+
+    A masked sum over the `K` axis rather than a gather: it broadcasts the
+    extra leading axes of `index` without copying `part`, and exports to
+    every format (PyTorch's ONNX exporter has no `take_along_dim`).
+    """
+    mask = ops.cast(ops.expand_dims(index, -1) == ops.arange(0, num_mixtures, 1), part.dtype)
+    mask = ops.reshape(mask, (*ops.shape(mask), *([1] * event_ndims)))
+    return ops.sum(mask * part, axis=-1 - event_ndims)
+
+
+def _from_noise(
+    params: Tensor,
+    uniform: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    family: Family,
+    temperature: Union[float, Tensor],
+    sigma_temperature: Union[float, Tensor],
+) -> Tensor:
+    """The draws of `sample_from_noise`, on checked arguments."""
+    out_dtype = keras.backend.standardize_dtype(params.dtype)
+    dtype = _compute_dtype(out_dtype)
+    params = ops.cast(params, dtype)
+    uniform = ops.cast(uniform, dtype)
+    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
+    gumbel = -ops.log(-ops.log(ops.maximum(uniform[..., :num_mixtures], _TINY)))
+    # argmax(logits + T g) = argmax(logits / T + g) for T > 0, the plain argmax for T = 0.
+    index = _argmax(logits + _per_row(temperature, dtype) * gumbel)
+    chosen = tuple(
+        _take_component(part, index, num_mixtures, ndims)
+        for part, ndims in zip(parts, family.part_event_ndims(), strict=True)
+    )
+    sigma_scale = ops.sqrt(ops.cast(_per_row(sigma_temperature, dtype), dtype))
+    draws = ops.cast(
+        family.sample_from_noise(chosen, sigma_scale, uniform[..., num_mixtures:]), out_dtype
+    )
+    tensors = [t for t in (temperature, sigma_temperature) if not isinstance(t, float)]
+    if not tensors:
+        return draws
+    # Tensor temperatures are not checked in-graph: a row whose temperature is
+    # negative, infinite or NaN gets a NaN draw (on every backend alike).
+    valid = _valid_temperature(tensors[0])
+    for t in tensors[1:]:
+        valid = ops.logical_and(valid, _valid_temperature(t))
+    return ops.where(ops.expand_dims(valid, -1), draws, ops.full_like(draws, math.nan))
+
+
+def _valid_temperature(t: Tensor) -> Tensor:
+    """True where a tensor temperature is finite and `>= 0` (False for NaN)."""
+    return ops.logical_and(ops.isfinite(t), t >= 0)
 
 
 def select_component(values: Tensor, index: Tensor, event_ndims: int = 1) -> Tensor:
@@ -112,67 +314,106 @@ def sample(
     sigma_temperature: Union[float, Tensor] = 1.0,
     seed: Seed = None,
     component: ComponentLike = "normal",
+    sample_shape: Union[int, Sequence[int]] = (),
 ) -> Tensor:
-    """Draws one sample per row from the mixture in `params`.
+    """Draws `sample_shape` independent samples per row from the mixture in `params`.
 
     A component is picked from `Categorical(softmax(logits / temperature))`,
     then a point from that component with its covariance multiplied by
     `sigma_temperature` (for the default `"normal"` family,
     `N(loc_k, diag(scale_k^2 * sigma_temperature))`: the convention of World
-    Models and keras-mdn-layer).
+    Models and keras-mdn-layer). The noise is `Uniform[0, 1)` numbers drawn
+    in one call from `seed`, fed to `sample_from_noise`.
 
     Args:
         params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
         output_dim: `D`.
         num_mixtures: `K`.
-        temperature: `>= 0`; divides the mixing logits. `0` always picks the
-            most probable component, large values pick uniformly.
-        sigma_temperature: `>= 0`; multiplies each component's covariance
-            (its scale by `sqrt(sigma_temperature)`). `0` returns the chosen
-            component's location.
-        seed: a Python or NumPy int in [0, 2**32) (the same int gives the same draw), a
-            `keras.random.SeedGenerator`, or None (Keras' global generator;
-            not allowed inside `jax.jit`).
+        temperature: `>= 0`, a number or a tensor broadcasting with the batch
+            shape `(...)` (one per row); divides the mixing logits. `0` always
+            picks the most probable component, large values pick uniformly.
+        sigma_temperature: `>= 0`, a number or a tensor like `temperature`;
+            multiplies each component's covariance (its scale by
+            `sqrt(sigma_temperature)`). `0` returns the chosen component's location.
+        seed: an int in [0, 2**32) (the same int gives the same draw, eagerly
+            and compiled); a `keras.random.SeedGenerator` (advances on each
+            call; inside `jax.jit` only through Keras layers and models, which
+            thread its state); a seed tensor of shape `(2,)` or a JAX key (the
+            way to get fresh draws per call inside `jax.jit`: pass a new key
+            as an argument); or None (Keras' global generator; not inside `jax.jit`).
         component: the component family (`"normal"` by default).
-
-    Temperatures: each is a number, a 0-d array/tensor, or one value per
-    row, of shape `params.shape[:-1]`, the same rule on every backend for
-    Python numbers, NumPy arrays and tensors alike; any other shape raises a
-    `ValueError` naming both shapes. Python and NumPy values are checked to
-    be finite and `>= 0`. Tensor values are not checked (they may only be
-    known inside a compiled graph): a row whose tensor temperature is
-    negative, infinite or NaN gets a NaN sample.
+        sample_shape: an int or a tuple of ints; TFP's convention.
 
     Returns:
-        `(..., D)` samples in `params.dtype`.
+        `(*sample_shape, ..., D)` samples in `params.dtype`.
+    """
+    check_temperature("temperature", temperature)
+    check_temperature("sigma_temperature", sigma_temperature)
+    sample_shape = check_sample_shape(sample_shape)
+    family = get_family(component)
+    seed = check_seed(seed)
+    params = check_params(params, output_dim, num_mixtures, family)
+    temperature = per_row_value("temperature", temperature, params)
+    sigma_temperature = per_row_value("sigma_temperature", sigma_temperature, params)
+    dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
+    shape = (*sample_shape, *ops.shape(params)[:-1], noise_size(output_dim, num_mixtures, family))
+    uniform = random_uniform(shape, dtype, seed)
+    return _from_noise(
+        params, uniform, output_dim, num_mixtures, family, temperature, sigma_temperature
+    )
+
+
+def sample_from_noise(
+    params: Tensor,
+    uniform: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    *,
+    temperature: Union[float, Tensor] = 1.0,
+    sigma_temperature: Union[float, Tensor] = 1.0,
+    component: ComponentLike = "normal",
+) -> Tensor:
+    """Samples from the mixture in `params` as a deterministic function of uniform noise.
+
+    The draws have exactly the law `sample` draws from (the same function of
+    the noise), and no random op runs: supply the noise from outside (e.g.
+    `numpy.random.default_rng().random(shape)`) to sample in a runtime
+    without random kernels, such as TFLite with builtin ops only. Noise
+    outside `[0, 1)` gives meaningless draws.
+
+    Args:
+        params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
+        uniform: `(*sample_shape, ..., noise_size(output_dim, num_mixtures, component))`
+            independent `Uniform[0, 1)` numbers; its leading axes broadcast
+            with the batch shape `(...)` of `params` (extra leading axes are
+            independent draws).
+        output_dim: `D`.
+        num_mixtures: `K`.
+        temperature: as in `sample`.
+        sigma_temperature: as in `sample`.
+        component: the component family (`"normal"` by default).
+
+    Returns:
+        `(*sample_shape, ..., D)` samples in `params.dtype`.
     """
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
     family = get_family(component)
-    seed_component, seed_noise = split_seed(seed)
     params = check_params(params, output_dim, num_mixtures, family)
     temperature = per_row_value("temperature", temperature, params)
     sigma_temperature = per_row_value("sigma_temperature", sigma_temperature, params)
-    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
-    index = choose_component(logits, temperature, seed_component)
-    chosen = tuple(
-        select_component(part, index, ndims)
-        for part, ndims in zip(parts, family.part_event_ndims(), strict=True)
+    uniform = ops.convert_to_tensor(uniform)
+    check_floating("uniform", uniform)
+    size = noise_size(output_dim, num_mixtures, family)
+    shape = tuple(uniform.shape)
+    if len(shape) < len(params.shape) or shape[-1] != size:
+        raise ValueError(
+            f"Expected `uniform` of shape (*sample_shape, ..., {size}) with the "
+            f"{len(params.shape) - 1} batch axes of params "
+            f"(noise_size(output_dim={output_dim}, num_mixtures={num_mixtures}) = {size}). "
+            f"Received: uniform.shape={shape_str(shape)}, "
+            f"params.shape={shape_str(tuple(params.shape))}"
+        )
+    return _from_noise(
+        params, uniform, output_dim, num_mixtures, family, temperature, sigma_temperature
     )
-    if isinstance(sigma_temperature, float):
-        sigma_scale = math.sqrt(sigma_temperature)
-    else:  # per row: (...) -> (..., 1)
-        sigma_scale = ops.sqrt(ops.maximum(ops.expand_dims(sigma_temperature, -1), 0.0))
-    draw = family.sample(chosen, sigma_scale, seed_noise)
-    tensors = [t for t in (temperature, sigma_temperature) if not isinstance(t, float)]
-    if not tensors:
-        return draw
-    valid = ops.expand_dims(_valid_temperature(tensors[0]), -1)
-    for t in tensors[1:]:
-        valid = ops.logical_and(valid, ops.expand_dims(_valid_temperature(t), -1))
-    return ops.where(valid, draw, ops.full_like(draw, math.nan))
-
-
-def _valid_temperature(t: Tensor) -> Tensor:
-    """True where a tensor temperature is finite and `>= 0` (False for NaN)."""
-    return ops.logical_and(ops.isfinite(t), t >= 0)

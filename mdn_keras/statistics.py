@@ -282,9 +282,11 @@ def marginal_cdf(
     return _marginal_cdf(family, mixing_probs(logits), parts, y)
 
 
-def _marginal_cdf(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Tensor:
+def _marginal_cdf(
+    family: Family, probs: Tensor, parts: tuple, y: Tensor, portable: bool = False
+) -> Tensor:
     """`sum_k probs_k F_kd(y_d)`: `(..., K)` probs, `(..., D)` y -> `(..., D)`."""
-    component_cdf = family.cdf(parts, ops.expand_dims(y, -2))  # (..., K, D)
+    component_cdf = family.cdf(parts, ops.expand_dims(y, -2), portable)  # (..., K, D)
     return ops.sum(ops.expand_dims(probs, -1) * component_cdf, axis=-2)
 
 
@@ -384,11 +386,17 @@ def mixture_quantile(
 
 
 def _bisect_quantile(
-    family: Family, params: Tensor, q: Tensor, num_mixtures: int, num_iterations: int
+    family: Family,
+    params: Tensor,
+    q: Tensor,
+    num_mixtures: int,
+    num_iterations: int,
+    portable: bool = False,
 ) -> Tensor:
     """Quantiles at levels `q` that broadcast against `params.shape[:-1]` (no checks).
 
-    Levels outside (0, 1), or NaN, give NaN.
+    Levels outside (0, 1), or NaN, give NaN. `portable=True` unrolls the
+    loop and uses the family's elementwise cdf (see `mdn_keras.portable`).
     """
     logits, parts = split_unchecked(params, 1, num_mixtures, family)
     probs = mixing_probs(logits)
@@ -401,10 +409,14 @@ def _bisect_quantile(
     def body(_: int, bracket: tuple) -> tuple:
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        below = _marginal_cdf(family, probs, parts, mid[..., None])[..., 0] < q
+        below = _marginal_cdf(family, probs, parts, mid[..., None], portable)[..., 0] < q
         return ops.where(below, mid, lo), ops.where(below, hi, mid)
 
-    lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
+    if portable:
+        for step in range(num_iterations):
+            lo, hi = body(step, (lo, hi))
+    else:
+        lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
     mid = 0.5 * (lo + hi)
     in_range = ops.logical_and(q > 0, q < 1)
     return ops.where(in_range, mid, ops.full_like(mid, math.nan))

@@ -5,7 +5,7 @@
 #   usage: bash scripts/setup.sh "jax,examples"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-tensorflow,jax,torch,tfp,test,examples,bench}"
+extras="${1:-tensorflow,jax,torch,tfp,test,examples,bench,export}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($python --version)"

@@ -8,7 +8,7 @@
 #   MDN_KERAS_TEST_DEVICE=gpu bash scripts/test.sh # fail unless tensors live on a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "tensorflow,jax,torch,tfp,test,bench,lint" || exit 1
+bash scripts/setup.sh "tensorflow,jax,torch,tfp,test,bench,lint,export" || exit 1
 echo "===== gates: ruff check, ruff format --check, mypy ====="
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1

@@ -250,7 +250,8 @@ def test_mdn_checks_its_input():
         ({"sigma_temperature": -2}, r"Received: sigma_temperature=-2"),
         (
             {"seed": 1.5},
-            r"an int, a keras.random.SeedGenerator or None\. Received: seed=1.5 of type float",
+            r"an int, a keras.random.SeedGenerator, None, or a seed tensor of shape \(2,\)\. "
+            r"Received: seed=1.5 of type float",
         ),
         ({"seed": "7"}, r"Received: seed='7' of type str"),
         ({"seed": -1}, r"in \[0, 2\*\*32\)\. Received: seed=-1"),

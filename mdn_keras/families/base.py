@@ -24,6 +24,7 @@ Shapes: `K` components, `D` output dimensions. A family's parts have shape
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, ClassVar
 
 from keras import ops
@@ -114,6 +115,26 @@ class Family:
 
         `sigma_scale` (broadcasting with `(..., 1)`) multiplies the spread, so
         the covariance is multiplied by `sigma_scale**2`; 0 gives the location.
+        Draws `noise_size(D)` uniform numbers and calls `sample_from_noise`.
+        """
+        from mdn_keras.sampling import random_uniform
+
+        loc = parts[0]
+        shape = (*ops.shape(loc)[:-1], self.noise_size(loc.shape[-1]))
+        return self.sample_from_noise(parts, sigma_scale, random_uniform(shape, loc.dtype, seed))
+
+    def noise_size(self, output_dim: int) -> int:
+        """Uniform numbers one draw from a component consumes in `sample_from_noise`."""
+        return 2 * output_dim
+
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
+        """One draw `(..., D)` from a single component, a deterministic function of noise.
+
+        `uniform` `(..., noise_size(D))` holds independent `Uniform[0, 1)`
+        numbers (broadcasting with the parts' leading axes); the result has
+        the component's law exactly (up to floating-point rounding), with
+        `sigma_scale` as in `sample`. Only elementwise maths, no random ops,
+        so the draw exports to runtimes without random kernels.
         """
         raise NotImplementedError
 
@@ -135,8 +156,13 @@ class Family:
         """`(..., K, D)` a positive per-dimension width of each component (its scale)."""
         return parts[1]
 
-    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
-        """`(..., K, D)` each component's marginal cdf per dimension at `y` `(..., 1, D)`."""
+    def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
+        """`(..., K, D)` each component's marginal cdf per dimension at `y` `(..., 1, D)`.
+
+        `portable=True` asks for elementwise builtin ops only (no `Erfc`, no
+        loop), for export to TFLite and ONNX; a family that cannot raises a
+        `ValueError`.
+        """
         raise NotImplementedError(
             f"The {self.name!r} family has no cdf in keras.ops; use "
             "`mdn_keras.to_tfp(params, ...).cdf(y)` (TensorFlow Probability) instead."
@@ -195,6 +221,15 @@ class Family:
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({options})"
+
+
+def standard_normal(u1: Tensor, u2: Tensor) -> Tensor:
+    """Standard normal numbers from two equal-shape `Uniform[0, 1)` tensors (Box-Muller).
+
+    `sqrt(-2 log(1 - u1)) cos(2 pi u2)`: `1 - u1` lies in `(0, 1]`, so the
+    log is finite.
+    """
+    return ops.sqrt(-2.0 * ops.log(1.0 - u1)) * ops.cos((2.0 * math.pi) * u2)
 
 
 def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:

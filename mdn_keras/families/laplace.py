@@ -11,15 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.types import Tensor
 
 _LOG_2 = math.log(2.0)
-# Smallest uniform draw: keeps log(u) finite.
-_TINY = 1e-30
 
 
 class Laplace(Family):
@@ -38,19 +35,19 @@ class Laplace(Family):
         loc, scale = parts
         return -ops.sum(ops.abs(y - loc) / scale + ops.log(scale) + _LOG_2, axis=-1)
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
-        # The difference of two standard exponentials, -log(u1) + log(u2), is
-        # a standard Laplace variable (exactly, with no sign branch).
-        shape = (2, *ops.shape(loc))
-        u = keras.random.uniform(shape, _TINY, 1.0, dtype=loc.dtype, seed=seed)
-        noise = ops.log(u[1]) - ops.log(u[0])
+        d = loc.shape[-1]
+        # The difference of two standard exponentials, -log(1 - u1) + log(1 - u2),
+        # is a standard Laplace variable (exactly, with no sign branch).
+        noise = ops.log(1.0 - uniform[..., d:]) - ops.log(1.0 - uniform[..., :d])
         return loc + scale * sigma_scale * noise
 
     def variance(self, parts: Parts) -> Tensor:
         return 2.0 * ops.square(parts[1])
 
-    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+    def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
+        # Elementwise already: the same ops whether `portable` or not.
         loc, scale = parts
         z = (y - loc) / scale
         # 1/2 exp(z) below the location, 1 - 1/2 exp(-z) above: no cancellation in the left tail.

@@ -19,13 +19,13 @@ import math
 from functools import cache
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn
+from mdn_keras.families.base import Family, Parts, ScaleFn, standard_normal
+from mdn_keras.families.normal import gaussian_cdf
 from mdn_keras.shapes import lead_shape, split_last
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.types import Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -108,9 +108,10 @@ class MultivariateNormalTriL(Family):
             rhs = rhs + ops.zeros_like(scale_tril[..., 0])
         return ops.solve_triangular(scale_tril, rhs[..., None], lower=True)[..., 0]
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale_tril = parts
-        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        d = loc.shape[-1]
+        noise = standard_normal(uniform[..., :d], uniform[..., d:])
         return loc + sigma_scale * ops.sum(scale_tril * noise[..., None, :], axis=-1)
 
     def variance(self, parts: Parts) -> Tensor:
@@ -123,9 +124,8 @@ class MultivariateNormalTriL(Family):
     def spread(self, parts: Parts) -> Tensor:
         return ops.sqrt(self.variance(parts))
 
-    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
-        loc = parts[0]
-        return 0.5 * ops.erfc((loc - y) / (self.spread(parts) * math.sqrt(2.0)))
+    def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
+        return gaussian_cdf(parts[0], self.spread(parts), y, portable)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         # x = (sum_k r_k P_k)^-1 sum_k r_k P_k m_k with P_k = (L_k L_k^T)^-1.

@@ -10,13 +10,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update, standard_normal
+from mdn_keras.special import erfc_elementwise
+from mdn_keras.types import Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def gaussian_cdf(loc: Tensor, scale: Tensor, y: Tensor, portable: bool = False) -> Tensor:
+    """`Phi((y - loc) / scale)` as `erfc((loc - y) / (sqrt(2) scale)) / 2`: accurate
+    relative to its size in the left tail (`erfc_elementwise` when `portable`)."""
+    erfc = erfc_elementwise if portable else ops.erfc
+    return 0.5 * erfc((loc - y) / (scale * math.sqrt(2.0)))
 
 
 class Normal(Family):
@@ -38,17 +45,18 @@ class Normal(Family):
             - loc.shape[-1] * _HALF_LOG_2PI
         )
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
-        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=seed)
+        d = loc.shape[-1]
+        noise = standard_normal(uniform[..., :d], uniform[..., d:])
         return loc + scale * sigma_scale * noise
 
     def variance(self, parts: Parts) -> Tensor:
         return ops.square(parts[1])
 
-    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+    def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
         loc, scale = parts
-        return 0.5 * ops.erfc((loc - y) / (scale * math.sqrt(2.0)))
+        return gaussian_cdf(loc, scale, y, portable)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         loc, scale = parts

@@ -18,13 +18,12 @@ import math
 import numbers
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
 from mdn_keras.special import log_gamma_half_ratio, student_t_cdf
-from mdn_keras.types import Seed, Tensor
+from mdn_keras.types import Tensor
 
 _HALF_LOG_PI = 0.5 * math.log(math.pi)
 
@@ -67,13 +66,16 @@ class StudentT(Family):
         log_kernel = (half_df + 0.5) * ops.log1p(ops.square(z) / df)
         return ops.sum(log_norm - ops.log(scale) - log_kernel, axis=-1)
 
-    def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
+    def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale, df = parts
-        # t = z / sqrt(chi2_df / df), chi2_df = 2 Gamma(df / 2, 1).
-        normal_seed, gamma_seed = _two_seeds(seed)
-        z = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=normal_seed)
-        gamma = keras.random.gamma(ops.shape(loc), 0.5 * df, dtype=loc.dtype, seed=gamma_seed)
-        return loc + scale * sigma_scale * z * ops.sqrt(0.5 * df / gamma)
+        d = loc.shape[-1]
+        # Bailey's polar method without its rejection step: for (U, V) uniform
+        # on the unit disc, W = U^2 + V^2 is Uniform(0, 1] and the angle is
+        # uniform, and t = cos(angle) sqrt(df (W^(-2/df) - 1)) is t_df exactly.
+        w = 1.0 - uniform[..., d:]
+        angle = (2.0 * math.pi) * uniform[..., :d]
+        radius = ops.sqrt(df * (ops.exp((-2.0 / df) * ops.log(w)) - 1.0))
+        return loc + scale * sigma_scale * ops.cos(angle) * radius
 
     def mean(self, parts: Parts) -> Tensor:
         loc, _, df = parts
@@ -84,7 +86,13 @@ class StudentT(Family):
         finite = ops.square(scale) * df / ops.where(df > 2.0, df - 2.0, 1.0)
         return ops.where(df > 2.0, finite, ops.where(df > 1.0, math.inf, math.nan))
 
-    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+    def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
+        if portable:
+            raise ValueError(
+                "The 'student_t' family has no cdf from elementwise ops only (it needs "
+                "the incomplete beta function's loop); use `mdn_keras.mixture_cdf` "
+                "(keras.ops) or `to_tfp(params, ...).cdf`. Received: component='student_t'"
+            )
         loc, scale, df = parts
         return student_t_cdf((y - loc) / scale, df)
 
@@ -117,9 +125,3 @@ class StudentT(Family):
 
     def get_config(self) -> dict:
         return {"min_df": self.min_df}
-
-
-def _two_seeds(seed: Seed) -> tuple:
-    from mdn_keras.sampling import split_seed
-
-    return split_seed(seed)
