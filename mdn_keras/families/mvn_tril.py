@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn
+from mdn_keras.families.base import Family, Parts, ScaleFn, gaussian_crps_terms
 from mdn_keras.shapes import lead_shape
 from mdn_keras.types import Seed, Tensor
 
@@ -134,6 +134,10 @@ class MultivariateNormalTriL(Family):
     def cdf(self, parts: Parts, y: Tensor) -> Tensor:
         loc = parts[0]
         return 0.5 * ops.erfc((loc - y) / (self.spread(parts) * math.sqrt(2.0)))
+
+    def crps_terms(self, parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
+        # The marginals of N(loc, L L^T) are N(loc_d, (L L^T)_dd).
+        return gaussian_crps_terms(parts[0], self.spread(parts), y)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         # x = (sum_k r_k P_k)^-1 sum_k r_k P_k m_k with P_k = (L_k L_k^T)^-1.

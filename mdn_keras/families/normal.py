@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
+from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update, gaussian_crps_terms
 from mdn_keras.types import Seed, Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -49,6 +49,9 @@ class Normal(Family):
     def cdf(self, parts: Parts, y: Tensor) -> Tensor:
         loc, scale = parts
         return 0.5 * ops.erfc((loc - y) / (scale * math.sqrt(2.0)))
+
+    def crps_terms(self, parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
+        return gaussian_crps_terms(parts[0], parts[1], y)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         loc, scale = parts
