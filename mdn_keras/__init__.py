@@ -1,5 +1,6 @@
 """Mixture Density Network heads for Keras 3 (TensorFlow, JAX and PyTorch)."""
 
+from mdn_keras import metrics, scores
 from mdn_keras.density import component_log_prob, log_prob
 from mdn_keras.distributions import to_distribution, to_tfp
 from mdn_keras.families import FAMILIES, Family, get_family
@@ -9,6 +10,7 @@ from mdn_keras.loss import MDNLoss, mdn_nll
 from mdn_keras.mixture import Mixture
 from mdn_keras.params import join_params, params_size, scale_from_raw, split_params
 from mdn_keras.sampling import sample
+from mdn_keras.scores import crps, energy_score, pit
 from mdn_keras.statistics import (
     marginal_cdf,
     mixture_cdf,
@@ -32,11 +34,14 @@ __all__ = [
     "__version__",
     "build_mdn_rnn",
     "component_log_prob",
+    "crps",
+    "energy_score",
     "join_params",
     "get_family",
     "log_prob",
     "make_step_model",
     "marginal_cdf",
+    "metrics",
     "mdn_nll",
     "mixture_cdf",
     "mixture_covariance",
@@ -47,10 +52,12 @@ __all__ = [
     "mixture_variance",
     "most_probable_component_mean",
     "params_size",
+    "pit",
     "prediction_interval",
     "rollout",
     "sample",
     "scale_from_raw",
+    "scores",
     "split_params",
     "to_distribution",
     "to_tfp",
