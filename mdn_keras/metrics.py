@@ -153,6 +153,8 @@ class IntervalCoverage(MixtureMetric):
         coverage: nominal probability of the interval, in `(0, 1)`.
     """
 
+    coverage: float
+
     def __init__(
         self,
         output_dim: int,
