@@ -73,6 +73,7 @@ def plot_conditional_density(
     data: Optional[tuple] = None,
     ax: Any = None,
     cmap: str = "viridis",
+    **mesh_kwargs: Any,
 ) -> Any:
     """Heat map of `p(y | x)` for a 1-D output over a 1-D input.
 
@@ -87,6 +88,9 @@ def plot_conditional_density(
         data: optional `(x_data, y_data)` drawn as points on top.
         ax: axes to draw on; a new figure's when None.
         cmap: colour map of the density.
+        **mesh_kwargs: passed to `ax.pcolormesh`, e.g.
+            `norm=matplotlib.colors.PowerNorm(0.4)` to see wide components
+            beside a sharp one.
 
     Returns:
         The axes, with one `QuadMesh` whose array is the `(M, N)` density.
@@ -102,7 +106,7 @@ def plot_conditional_density(
         y_grid = np.linspace(np.min(loc - 4 * spread), np.max(loc + 4 * spread), num_y)
     y_grid = _np(y_grid)
     density = np.exp(_np(log_prob(p, y_grid[:, None, None], 1, num_mixtures, family)))  # (M, N)
-    mesh = ax.pcolormesh(x, y_grid, density, shading="nearest", cmap=cmap)
+    mesh = ax.pcolormesh(x, y_grid, density, shading="nearest", cmap=cmap, **mesh_kwargs)
     if data is not None:
         ax.scatter(_np(data[0]), _np(data[1]), s=6, c="white", edgecolors="black", linewidths=0.3)
     ax.set_xlim(x[0], x[-1])
@@ -130,6 +134,7 @@ def plot_fan_chart(
         params: `(N, params_size(1, num_mixtures, component))`.
         num_mixtures: `K`.
         index: `(N,)` positions along the horizontal axis; `0..N-1` by default.
+            The rows are drawn in the order of `index` (sorted, stably).
         levels: coverages of the bands, each in `(0, 1)`.
         component: the component family.
         y_true: optional `(N,)` observations, drawn as points.
@@ -145,6 +150,8 @@ def plot_fan_chart(
     p = _np(params)
     index = np.arange(p.shape[0], dtype=np.float64) if index is None else _np(index)
     _check_rows("plot_fan_chart", p, index, "index")
+    order = np.argsort(index, kind="stable")  # bands drawn left to right
+    p, index = p[order], index[order]
     levels = sorted((float(c) for c in levels), reverse=True)
     for i, level in enumerate(levels):
         lower, upper = prediction_interval(p, level, 1, num_mixtures, component=family)
@@ -155,7 +162,7 @@ def plot_fan_chart(
     median = _np(mixture_quantile(p, 0.5, 1, num_mixtures, component=family))
     ax.plot(index, median, color=color, lw=1.5, label="median")
     if y_true is not None:
-        ax.plot(index, _np(y_true).reshape(-1), "k.", ms=3, label="observed")
+        ax.plot(index, _np(y_true).reshape(-1)[order], "k.", ms=3, label="observed")
     ax.legend(loc="best", fontsize="small")
     return ax
 

@@ -126,9 +126,10 @@ def crps_quadrature(
     each infinite tail, mapped onto `(0, 1)` by `z = b +- W t / (1 - t)` with
     `W` the largest spread, 32 points. Accurate to ~1e-13 relative for
     Gaussian and Laplace mixtures in float64 (tested against the closed
-    forms and SciPy's adaptive `quad`); for heavy tails (a Student-t with
-    `df` near 1, whose integrand decays like `z^(-2 df)`) the mapped tail
-    converges algebraically, not geometrically. Cost: `O(K^2)` cdf
+    forms and SciPy's adaptive `quad`); for Student-t components (whose
+    integrand decays like `z^(-2 df)`, so the mapped tail converges
+    algebraically) ~1e-12 for `df >= 1.5` and ~1e-5 at `df = 1.1` (tested
+    with an incomplete-beta cdf against scoringrules' `crps_t`). Cost: `O(K^2)` cdf
     evaluations per row and dimension (`130 K + 64` points times `K`
     components).
 

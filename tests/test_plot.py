@@ -178,3 +178,18 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r'pip install "mdn_keras\[plot\]"'):
         plot.plot_reliability(np.array([0.5]))
+
+
+def test_fan_chart_sorts_the_rows_by_index(rng):
+    k, n = 2, 9
+    params = random_params(rng, (n,), 1, k).astype(np.float64)
+    index = rng.permutation(n).astype(np.float64)
+    y_true = rng.normal(size=n)
+    ax = plot.plot_fan_chart(params, k, index=index, y_true=y_true)
+    order = np.argsort(index)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_array_equal(lines["median"].get_xdata(), index[order])
+    np.testing.assert_array_equal(lines["observed"].get_ydata(), y_true[order])
+    w, loc, scale = np_mixture(params[order], k)
+    want = [ref_quantile(w[i], loc[i], scale[i], 0.5) for i in range(n)]
+    np.testing.assert_allclose(lines["median"].get_ydata(), want, atol=1e-4)
