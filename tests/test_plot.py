@@ -193,3 +193,23 @@ def test_fan_chart_sorts_the_rows_by_index(rng):
     w, loc, scale = np_mixture(params[order], k)
     want = [ref_quantile(w[i], loc[i], scale[i], 0.5) for i in range(n)]
     np.testing.assert_allclose(lines["median"].get_ydata(), want, atol=1e-4)
+
+
+def test_importing_the_package_and_plot_does_not_load_matplotlib():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json, mdn_keras, mdn_keras.plot; "
+        "print(json.dumps('matplotlib' in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False
