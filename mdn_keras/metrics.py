@@ -3,8 +3,9 @@
 Each is a `keras.metrics.MeanMetricWrapper` around a per-example value, so
 `sample_weight` and Keras masks (padded timesteps) apply exactly as for
 Keras' own metrics (in `model.compile`, Keras hands `sample_weight` to the
-metrics listed in `weighted_metrics=` only; masks apply to both lists); each is registered and serialisable (its `component`
-is stored with `Family.serialize`), so a compiled model reloads with
+metrics listed in `weighted_metrics=` only; masks apply to both lists).
+Each is registered and serialisable (its `component` is stored with
+`Family.serialize`), so a compiled model reloads with
 `keras.saving.load_model(path, safe_mode=True)` and no `custom_objects`.
 
     model.compile(
