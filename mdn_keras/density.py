@@ -107,8 +107,17 @@ def log_prob(
             `mdn_keras.families`).
 
     Returns:
-        `(...)`: the log-density, in `params.dtype`. A NaN in `y` or `params`
-        gives NaN for that entry (it is never replaced).
+        `(...)`: the log-density, in `params.dtype`, of shape
+        `broadcast(y.shape[:-1], params.shape[:-1])`. A NaN in `y` or
+        `params` gives NaN for that entry (it is never replaced).
+
+    Broadcasting is on purpose: it scores many candidate points against one
+    mixture, or one point against many. With `params` of shape `(P,)` and
+    `y` of shape `(100, D)` (a grid), the result is `(100,)`; with `params`
+    of shape `(B, P)` and `y` of shape `(M, 1, D)`, it is `(M, B)`, every
+    candidate under every row's mixture. The loss (`mdn_nll`, `MDNLoss`)
+    does not broadcast: there `y_true.shape[:-1]` must equal
+    `y_pred.shape[:-1]`.
 
     Raises:
         ValueError: on a wrongly sized last axis, non-broadcasting leading

@@ -2,8 +2,9 @@
 
 `to_tfp` builds a TensorFlow Probability `MixtureSameFamily` whose components
 are the family's TFP twin (`MultivariateNormalDiag`, `Independent(Laplace)`,
-`Independent(StudentT)`, `MultivariateNormalTriL`); `to_distribution` returns the backend's native object (TFP on
-TensorFlow and JAX, `torch.distributions` on PyTorch).
+`Independent(StudentT)`, `MultivariateNormalTriL`); `to_distribution` returns
+the backend's native object (TFP on TensorFlow and JAX, `torch.distributions`
+on PyTorch).
 
 TensorFlow Probability is optional (`pip install "mdn_keras[tfp]"`) and is
 imported only when `to_tfp` or `to_distribution` needs it, so `import mdn_keras`
@@ -136,8 +137,9 @@ def to_distribution(
               Independent(Normal(loc, scale), 1))
 
       for `"normal"`, and `Independent(Laplace)`, `Independent(StudentT)` or
-      `MultivariateNormal(loc, scale_tril=...)` for the other families, on the tensors' device, differentiable: gradients of its `log_prob`
-      flow back to the weights that produced `params`. No TFP needed.
+      `MultivariateNormal(loc, scale_tril=...)` for the other families, on
+      the tensors' device, differentiable: gradients of its `log_prob` flow
+      back to the weights that produced `params`. No TFP needed.
 
     Args:
         params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.

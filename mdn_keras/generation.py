@@ -29,13 +29,33 @@ from typing import Any, Optional, Sequence, Union
 import keras
 from keras import ops
 
-from mdn_keras.layer import MDN
+from mdn_keras.checks import is_int
 from mdn_keras.families import ComponentLike, get_family
-from mdn_keras.params import _shape_str, check_positive_int, params_size
+from mdn_keras.layer import MDN
+from mdn_keras.params import check_positive_int, params_size
 from mdn_keras.sampling import check_temperature, sample, split_seed
+from mdn_keras.shapes import shape_str as _shape_str
 from mdn_keras.types import Seed, Tensor
 
 _UNSUPPORTED_WRAPPERS = ("Bidirectional", "TimeDistributed")
+#: Layers that mix timesteps (or need the time axis), refused by name.
+_TIME_MIXING = (
+    "Conv1D",
+    "Conv1DTranspose",
+    "SeparableConv1D",
+    "DepthwiseConv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
+    "Cropping1D",
+    "ZeroPadding1D",
+    "UpSampling1D",
+    "MultiHeadAttention",
+    "Attention",
+    "AdditiveAttention",
+    "GroupedQueryAttention",
+)
 
 
 def build_mdn_rnn(
@@ -72,13 +92,14 @@ def build_mdn_rnn(
         (in that order), and output `(batch, time, K * (2 * latent_dim + 1))`.
         Its layers are named `"lstm"` and `"mdn"`.
     """
-    check_positive_int("latent_dim", latent_dim)
-    check_positive_int("hidden_units", hidden_units)
-    check_positive_int("num_mixtures", num_mixtures)
-    if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 0:
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    hidden_units = check_positive_int("hidden_units", hidden_units)
+    num_mixtures = check_positive_int("num_mixtures", num_mixtures)
+    if not is_int(action_dim) or action_dim < 0:
         raise ValueError(
             f"Expected `action_dim` to be an integer >= 0. Received: action_dim={action_dim!r}"
         )
+    action_dim = int(action_dim)  # type: ignore[call-overload]
     z = keras.Input((None, latent_dim), name="z")
     inputs = [z]
     h = z
@@ -114,6 +135,13 @@ def _check_layer(layer: Any) -> None:
         raise ValueError(
             f"make_step_model cannot step a `{name}` layer one timestep at a time. "
             f"Received: layer {layer.name!r} of type {name}"
+        )
+    if name in _TIME_MIXING:
+        raise ValueError(
+            f"make_step_model cannot step a `{name}` layer: it mixes timesteps, so "
+            "it cannot run on one timestep at a time. Expected layers that act on "
+            "each timestep separately (Dense, MDN, Concatenate, ...) besides the "
+            f"recurrent ones. Received: layer {layer.name!r} of type {name}"
         )
     if _is_recurrent(layer) and layer.go_backwards:
         raise ValueError(
@@ -215,7 +243,16 @@ def make_step_model(model: keras.Model, name: Optional[str] = None) -> keras.Mod
 
     def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
         if not _is_recurrent(layer):
-            return layer(*args, **kwargs)
+            try:
+                return layer(*args, **kwargs)
+            except (ValueError, TypeError) as err:
+                shapes = [_shape_str(tuple(a.shape)) for a in args if hasattr(a, "shape")]
+                raise ValueError(
+                    f"make_step_model cannot step layer {layer.name!r} of type "
+                    f"{type(layer).__name__}: it fails on one timestep, inputs of shapes "
+                    f"{shapes} (no time axis). Expected layers that act on each timestep "
+                    f"separately. Received: {type(err).__name__}: {str(err).splitlines()[0]}"
+                ) from err
         if id(layer) in new_states:
             raise ValueError(
                 "make_step_model does not support a recurrent layer called more "
@@ -253,8 +290,8 @@ def _seed_generator(seed: Seed) -> Seed:
     """The generator a rollout draws from: a fresh one for an int seed (so the
     same int replays the same rollouts), the caller's generator (which
     advances), or None for Keras' global generator."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return keras.random.SeedGenerator(seed)
+    if is_int(seed):
+        return keras.random.SeedGenerator(int(seed))  # type: ignore[arg-type]
     return seed
 
 
@@ -321,9 +358,9 @@ def rollout(
         ValueError: on inconsistent shapes, counts of inputs or states,
             temperatures or seeds.
     """
-    check_positive_int("num_steps", num_steps)
-    check_positive_int("output_dim", output_dim)
-    check_positive_int("num_mixtures", num_mixtures)
+    num_steps = check_positive_int("num_steps", num_steps)
+    output_dim = check_positive_int("output_dim", output_dim)
+    num_mixtures = check_positive_int("num_mixtures", num_mixtures)
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
     split_seed(seed)  # validates the seed's type

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any, Optional
 import keras
 from keras import ops
 
+from mdn_keras.checks import check_float64_supported
+from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import (
     check_positive_int,
     check_scale_options,
     params_size,
     scale_from_raw,
 )
-from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.shapes import split_last
 from mdn_keras.types import Shape, Tensor
 
@@ -39,17 +40,22 @@ class MDN(keras.layers.Layer):
     * `"student_t"`: independent Student-t, `[loc K*D, scale K*D, df K*D, logits K]`;
     * `"mvn_tril"`: full-covariance Gaussians, `[loc K*D, scale_tril K*D(D+1)/2, logits K]`.
 
-    Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`) the
-    head computes in, and returns, float32 (the variable dtype), as Keras
+    Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`), set
+    globally or for this layer (`MDN(..., dtype="mixed_float16")`), the head
+    computes in, and returns, float32 (the variable dtype), as Keras
     recommends for output layers: its logits and log-scales are what the
-    loss exponentiates.
+    loss exponentiates. A `float64` policy on JAX needs
+    `jax.config.update("jax_enable_x64", True)` first (JAX otherwise
+    computes in float32); without it the layer raises a `ValueError`.
 
     Args:
-        output_dim: `D`, dimension of the predicted variable.
+        output_dim: `D`, dimension of the predicted variable (a Python or
+            NumPy integer).
         num_mixtures: `K`, number of Gaussian components.
         scale_activation: how raw values become standard deviations:
             `"softplus"` (default), `"exp"` (of a clipped log-variance) or
-            `"elu_plus_one"` (keras-mdn-layer's choice). `softplus` is the
+            `"elu_plus_one"` (keras-mdn-layer's choice; with its floor,
+            `min_scale=1e-7`, the scales are the same). `softplus` is the
             default because it grows linearly (no overflow for any input), its
             gradient is bounded by 1, and it never saturates to a zero
             gradient on the large side, unlike a clipped `exp`.
@@ -104,13 +110,18 @@ class MDN(keras.layers.Layer):
         component: ComponentLike = "normal",
         **kwargs: Any,
     ) -> None:
-        check_positive_int("output_dim", output_dim)
-        check_positive_int("num_mixtures", num_mixtures)
+        output_dim = check_positive_int("output_dim", output_dim)
+        num_mixtures = check_positive_int("num_mixtures", num_mixtures)
         check_scale_options(scale_activation, min_scale, max_scale)
-        if kwargs.get("dtype") is None:
-            policy = keras.config.dtype_policy()
-            if policy.compute_dtype != policy.variable_dtype:
-                kwargs["dtype"] = policy.variable_dtype
+        dtype = kwargs.get("dtype")
+        policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+        if (
+            policy.compute_dtype != policy.variable_dtype
+            and getattr(policy, "quantization_mode", None) is None
+        ):
+            # Mixed precision, global or for this layer: compute in float32.
+            kwargs["dtype"] = policy.variable_dtype
+        check_float64_supported(policy.compute_dtype, "The MDN layer's dtype policy")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.output_dim = output_dim
         self.num_mixtures = num_mixtures

@@ -6,9 +6,10 @@ from typing import Any, Optional
 
 import keras
 
+from mdn_keras.checks import check_target_strict
 from mdn_keras.density import log_prob
 from mdn_keras.families import ComponentLike, get_family
-from mdn_keras.params import check_positive_int
+from mdn_keras.params import check_params, check_positive_int
 from mdn_keras.types import Tensor
 
 
@@ -21,17 +22,33 @@ def mdn_nll(
 ) -> Tensor:
     """Per-example negative log-likelihood `-log p(y_true | y_pred)`.
 
+    Unlike `log_prob`, the loss does not broadcast: a target whose leading
+    axes only broadcast against `y_pred`'s (a `(B, 1)` target for a
+    `(B, T, P)` sequence output, `(4, 1, 2)` against `(4, P)`) would silently
+    average over every cross pair, so it raises instead.
+
     Args:
-        y_true: `(..., output_dim)` targets (or `(...)` when `output_dim == 1`).
+        y_true: `(..., output_dim)` targets with `y_true.shape[:-1] ==
+            y_pred.shape[:-1]`; `(...)` (the last axis dropped) is accepted
+            when `output_dim == 1`.
         y_pred: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
-        output_dim: `D`.
-        num_mixtures: `K`.
+        output_dim: `D`, a positive int.
+        num_mixtures: `K`, a positive int.
         component: the component family (`"normal"` by default).
 
     Returns:
         `(...)`, not reduced, so masks and per-timestep weights apply.
+
+    Raises:
+        ValueError: if the shapes differ where known statically, with both
+            shapes in the message. On TensorFlow, axes unknown at trace time
+            (`tf.function`, `fit` in graph mode) are compared in-graph, which
+            raises `tf.errors.InvalidArgumentError` with the same message.
     """
-    return -log_prob(y_pred, y_true, output_dim, num_mixtures, component)
+    family = get_family(component)
+    y_pred = check_params(y_pred, output_dim, num_mixtures, family)
+    y_true = check_target_strict(y_true, y_pred, output_dim)
+    return -log_prob(y_pred, y_true, output_dim, num_mixtures, family)
 
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
@@ -57,7 +74,8 @@ class MDNLoss(keras.losses.Loss):
 
     Call arguments:
         y_true: `(batch_size, ..., output_dim)`; `(batch_size, ...)` when
-            `output_dim == 1`.
+            `output_dim == 1`. Its leading axes must equal `y_pred`'s (they
+            are not broadcast; see `mdn_nll`).
         y_pred: `(batch_size, ..., params_size(output_dim, num_mixtures, component))`.
         sample_weight: optional, broadcastable to `(batch_size, ...)`.
     """
@@ -71,8 +89,8 @@ class MDNLoss(keras.losses.Loss):
         dtype: Any = None,
         component: ComponentLike = "normal",
     ) -> None:
-        check_positive_int("output_dim", output_dim)
-        check_positive_int("num_mixtures", num_mixtures)
+        output_dim = check_positive_int("output_dim", output_dim)
+        num_mixtures = check_positive_int("num_mixtures", num_mixtures)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.output_dim = output_dim
         self.num_mixtures = num_mixtures

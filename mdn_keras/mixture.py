@@ -169,9 +169,7 @@ class Mixture:
 
     def to_tfp(self) -> Any:
         """A TFP `MixtureSameFamily`; see `mdn_keras.to_tfp`."""
-        return distributions.to_tfp(
-            self.params, self.output_dim, self.num_mixtures, self.component
-        )
+        return distributions.to_tfp(self.params, self.output_dim, self.num_mixtures, self.component)
 
     def to_distribution(self) -> Any:
         """The backend's native distribution; see `mdn_keras.to_distribution`."""

@@ -23,8 +23,9 @@ from typing import Optional
 import keras
 from keras import ops
 
-from mdn_keras.families import ComponentLike, Family, get_family
-from mdn_keras.shapes import lead_shape, shape_str, split_last
+from mdn_keras.checks import is_int, is_real
+from mdn_keras.families import ComponentLike, Family, Normal, get_family
+from mdn_keras.shapes import shape_str, split_last
 from mdn_keras.types import Tensor
 
 SCALE_ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
@@ -40,20 +41,19 @@ def params_size(output_dim: int, num_mixtures: int, component: ComponentLike = "
     `num_mixtures * (3 * output_dim + 1)` for `"student_t"`,
     `num_mixtures * (output_dim + output_dim * (output_dim + 1) / 2 + 1)` for `"mvn_tril"`.
     """
-    check_positive_int("output_dim", output_dim)
-    check_positive_int("num_mixtures", num_mixtures)
-    return get_family(component).params_size(int(output_dim), int(num_mixtures))
+    output_dim = check_positive_int("output_dim", output_dim)
+    num_mixtures = check_positive_int("num_mixtures", num_mixtures)
+    return get_family(component).params_size(output_dim, num_mixtures)
 
 
-def check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def check_positive_int(name: str, value: object) -> int:
+    """`value` as a Python int; a Python or NumPy integer >= 1 (not a bool)."""
+    if not is_int(value) or value < 1:  # type: ignore[operator]
         raise ValueError(
             f"Received an invalid value for `{name}`, expected a positive "
             f"integer. Received: {name}={value!r}"
         )
-
-
-_shape_str = shape_str
+    return int(value)  # type: ignore[call-overload]
 
 
 def check_params(
@@ -70,9 +70,10 @@ def check_params(
         numbers = formula.replace("num_mixtures", str(num_mixtures)).replace(
             "output_dim", str(output_dim)
         )
+        which = "" if family == Normal() else f" for component={family.name!r}"
         raise ValueError(
-            f"Expected params.shape[-1] == {formula} = {numbers} = {size} "
-            f"(component={family.name!r}). Received: params.shape={shape_str(shape)}"
+            f"Expected params.shape[-1] == {formula} = {numbers} = {size}{which}. "
+            f"Received: params.shape={shape_str(shape)}"
         )
     return params
 
@@ -142,15 +143,18 @@ def join_params(logits: Tensor, *parts: Tensor, component: ComponentLike = "norm
             f"Received: {1 + len(parts)} tensors"
         )
     loc = parts[0]
-    shapes = ", ".join(f"{n}.shape={shape_str(tuple(t.shape))}" for n, t in zip(names, (logits, *parts)))
+    shapes = ", ".join(
+        f"{n}.shape={shape_str(tuple(t.shape))}"
+        for n, t in zip(names, (logits, *parts), strict=False)
+    )
     if len(loc.shape) < 2 or tuple(logits.shape) != tuple(loc.shape[:-1]):
         raise ValueError(
-            "Expected logits.shape == (..., K) and loc.shape == (..., K, D). " f"Received: {shapes}"
+            f"Expected logits.shape == (..., K) and loc.shape == (..., K, D). Received: {shapes}"
         )
     output_dim = loc.shape[-1]
     family.check_parts(parts, output_dim)
     batch = tuple(loc.shape[:-1])
-    for name, part, ndims in zip(names[1:], parts, family.part_event_ndims()):
+    for part, ndims in zip(parts, family.part_event_ndims(), strict=True):
         if tuple(part.shape[: len(part.shape) - ndims]) != batch:
             raise ValueError(
                 f"Expected every part to have the leading shape (..., K) = {shape_str(batch)}. "
@@ -159,9 +163,10 @@ def join_params(logits: Tensor, *parts: Tensor, component: ComponentLike = "norm
     dtypes = [keras.backend.standardize_dtype(t.dtype) for t in parts]
     if "float" not in dtypes[0] or len(set(dtypes)) != 1:
         # All dtypes in one message: a lone check_floating would name only one.
-        received = ", ".join(f"{n}.dtype={d}" for n, d in zip(names[1:], dtypes))
+        received = ", ".join(f"{n}.dtype={d}" for n, d in zip(names[1:], dtypes, strict=True))
         raise ValueError(
-            "Expected " + " and ".join(f"`{n}`" for n in names[1:])
+            "Expected "
+            + " and ".join(f"`{n}`" for n in names[1:])
             + f" to be floating-point tensors of the same dtype. Received: {received}"
         )
     blocks = family.flatten(parts, output_dim)
@@ -176,19 +181,12 @@ def check_scale_options(
             f"Expected `scale_activation` to be one of {SCALE_ACTIVATIONS}. "
             f"Received: scale_activation={scale_activation!r}"
         )
-    if (
-        not isinstance(min_scale, (int, float))
-        or isinstance(min_scale, bool)
-        or not (min_scale > 0 and math.isfinite(min_scale))
-    ):
+    if not is_real(min_scale) or not (min_scale > 0 and math.isfinite(min_scale)):
         raise ValueError(
             f"Expected `min_scale` to be a finite number > 0. Received: min_scale={min_scale!r}"
         )
     if max_scale is not None and (
-        not isinstance(max_scale, (int, float))
-        or isinstance(max_scale, bool)
-        or not math.isfinite(max_scale)
-        or max_scale <= min_scale
+        not is_real(max_scale) or not math.isfinite(max_scale) or max_scale <= min_scale
     ):
         raise ValueError(
             "Expected `max_scale` to be None or a finite number > min_scale "
@@ -209,10 +207,12 @@ def scale_from_raw(
     * `"exp"`: `raw` is a log-variance, clipped to
       `[2 log(min_scale), 2 log(max_scale)]`, then `scale = exp(raw / 2)`.
       Outside the clip the gradient is zero. `max_scale=None` means 1e4 here.
-    * `"elu_plus_one"`: `elu(raw) + 1 + min_scale`, as in keras-mdn-layer,
-      computed as `raw + 1` (raw > 0) or `exp(raw)` (raw <= 0): the same
-      function without the cancellation of `elu(raw) + 1`, which loses all
-      float32 digits of small scales (elu(-10) + 1 keeps ~3 digits).
+    * `"elu_plus_one"`: `elu(raw) + 1 + min_scale`, as in keras-mdn-layer
+      (whose floor is 1e-7: pass `min_scale=1e-7` to reproduce its scales
+      exactly; the default 1e-4 gives scales about 1e-4 larger), computed as
+      `raw + 1` (raw > 0) or `exp(raw)` (raw <= 0): the same function
+      without the cancellation of `elu(raw) + 1`, which loses all float32
+      digits of small scales (elu(-10) + 1 keeps ~3 digits).
 
     A finite `max_scale` caps every activation with `minimum(scale, max_scale)`.
 
@@ -224,6 +224,9 @@ def scale_from_raw(
         `[min_scale, max_scale]`.
     """
     check_scale_options(scale_activation, min_scale, max_scale)
+    # Python floats: a NumPy scalar on the left of a torch tensor would make NumPy arrays.
+    min_scale = float(min_scale)
+    max_scale = None if max_scale is None else float(max_scale)
     if not hasattr(raw, "dtype"):
         raw = ops.convert_to_tensor(raw)
     check_floating("raw", raw)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Union
 
 import keras
 import numpy as np
 from keras import ops
 
+from mdn_keras.checks import is_int, is_real, per_row_value
 from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import check_params, split_unchecked
 from mdn_keras.shapes import lead_shape
@@ -23,8 +23,9 @@ def check_temperature(name: str, value: object) -> None:
     """Checks a Python or NumPy number temperature statically (tensors are taken as given)."""
     if isinstance(value, (bool, np.bool_)):
         ok = False
-    elif isinstance(value, numbers.Real):
-        ok = math.isfinite(float(value)) and float(value) >= 0
+    elif is_real(value):
+        number = float(value)  # type: ignore[arg-type]
+        ok = math.isfinite(number) and number >= 0
     else:
         return
     if not ok:
@@ -42,11 +43,12 @@ def split_seed(seed: Seed) -> tuple[Seed, Seed]:
     """
     if seed is None or isinstance(seed, keras.random.SeedGenerator):
         return seed, seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise ValueError(
             "Expected `seed` to be an int, a keras.random.SeedGenerator or None. "
             f"Received: seed={seed!r} of type {type(seed).__name__}"
         )
+    seed = int(seed)  # a NumPy integer, e.g. from `rng.integers`
     if not 0 <= seed < 2**32:
         # JAX's keys take unsigned 32-bit seeds; the other backends would wrap silently.
         raise ValueError(f"Expected an int `seed` in [0, 2**32). Received: seed={seed}")
@@ -63,6 +65,8 @@ def gumbel_argmax(logits: Tensor, temperature: Union[float, Tensor], seed: Seed)
     """
     u = keras.random.uniform(ops.shape(logits), _TINY, 1.0, dtype=logits.dtype, seed=seed)
     gumbel = -ops.log(-ops.log(u))
+    if not isinstance(temperature, float):
+        temperature = ops.expand_dims(temperature, -1)  # per row: (...) -> (..., 1)
     return ops.argmax(logits + temperature * gumbel, axis=-1)
 
 
@@ -75,11 +79,7 @@ def choose_component(logits: Tensor, temperature: Union[float, Tensor], seed: Se
     equal inside). PyTorch's categorical (multinomial) is slower than
     Gumbel-max, so it is not used there. Both draw from the same distribution.
     """
-    fused = (
-        keras.backend.backend() == "jax"
-        and isinstance(temperature, (int, float))
-        and temperature > 0
-    )
+    fused = keras.backend.backend() == "jax" and isinstance(temperature, float) and temperature > 0
     if not fused:
         return gumbel_argmax(logits, temperature, seed)
     num_mixtures = logits.shape[-1]
@@ -130,10 +130,18 @@ def sample(
         sigma_temperature: `>= 0`; multiplies each component's covariance
             (its scale by `sqrt(sigma_temperature)`). `0` returns the chosen
             component's location.
-        seed: an int in [0, 2**32) (the same int gives the same draw), a
+        seed: a Python or NumPy int in [0, 2**32) (the same int gives the same draw), a
             `keras.random.SeedGenerator`, or None (Keras' global generator;
             not allowed inside `jax.jit`).
         component: the component family (`"normal"` by default).
+
+    Temperatures: each is a number, a 0-d array/tensor, or one value per
+    row, of shape `params.shape[:-1]`, the same rule on every backend for
+    Python numbers, NumPy arrays and tensors alike; any other shape raises a
+    `ValueError` naming both shapes. Python and NumPy values are checked to
+    be finite and `>= 0`. Tensor values are not checked (they may only be
+    known inside a compiled graph): a row whose tensor temperature is
+    negative, infinite or NaN gets a NaN sample.
 
     Returns:
         `(..., D)` samples in `params.dtype`.
@@ -143,11 +151,28 @@ def sample(
     family = get_family(component)
     seed_component, seed_noise = split_seed(seed)
     params = check_params(params, output_dim, num_mixtures, family)
+    temperature = per_row_value("temperature", temperature, params)
+    sigma_temperature = per_row_value("sigma_temperature", sigma_temperature, params)
     logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
     index = choose_component(logits, temperature, seed_component)
     chosen = tuple(
         select_component(part, index, ndims)
-        for part, ndims in zip(parts, family.part_event_ndims())
+        for part, ndims in zip(parts, family.part_event_ndims(), strict=True)
     )
-    sigma_scale = ops.sqrt(ops.cast(sigma_temperature, params.dtype))
-    return family.sample(chosen, sigma_scale, seed_noise)
+    if isinstance(sigma_temperature, float):
+        sigma_scale = math.sqrt(sigma_temperature)
+    else:  # per row: (...) -> (..., 1)
+        sigma_scale = ops.sqrt(ops.maximum(ops.expand_dims(sigma_temperature, -1), 0.0))
+    draw = family.sample(chosen, sigma_scale, seed_noise)
+    tensors = [t for t in (temperature, sigma_temperature) if not isinstance(t, float)]
+    if not tensors:
+        return draw
+    valid = ops.expand_dims(_valid_temperature(tensors[0]), -1)
+    for t in tensors[1:]:
+        valid = ops.logical_and(valid, ops.expand_dims(_valid_temperature(t), -1))
+    return ops.where(valid, draw, ops.full_like(draw, math.nan))
+
+
+def _valid_temperature(t: Tensor) -> Tensor:
+    """True where a tensor temperature is finite and `>= 0` (False for NaN)."""
+    return ops.logical_and(ops.isfinite(t), t >= 0)

@@ -6,12 +6,15 @@ component families use (`tests/test_special.py`):
 * `lgamma(x)`: `log Gamma(x)` for `x > 0`, by the Lanczos approximation.
 * `log_gamma_half_ratio(a)`: `lgamma(a + 1/2) - lgamma(a)` without the
   cancellation of the two large terms (the Student-t normaliser).
+* `student_t_cdf(t, df)`: the Student-t cdf, through the continued fraction
+  of the regularised incomplete beta function.
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 from keras import ops
 
 from mdn_keras.types import Tensor
@@ -31,8 +34,8 @@ _LANCZOS_COEF = (
     1.5056327351493116e-7,
 )
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-#: Above this `a`, `log_gamma_half_ratio` uses its asymptotic series (error < 1e-13).
-_HALF_RATIO_SERIES_FROM = 20.0
+#: Above this `a`, `log_gamma_half_ratio` uses its asymptotic series (error < 1e-10).
+_HALF_RATIO_SERIES_FROM = 5.0
 
 
 def lgamma(x: Tensor) -> Tensor:
@@ -55,11 +58,12 @@ def lgamma(x: Tensor) -> Tensor:
 def log_gamma_half_ratio(a: Tensor) -> Tensor:
     """`lgamma(a + 1/2) - lgamma(a)` for `a > 0`, without cancellation.
 
-    For `a > 20` the asymptotic series
-    `1/2 log a - 1/(8a) + 1/(192 a^3) + 1/(640 a^5) - 17/(14336 a^7)`
-    (error below 1e-13): the direct difference of two `lgamma` values of size
-    `a log a` would lose all float32 digits for large `a` (a Student-t with a
-    large `df`). Below, the direct difference.
+    For `a > 5` the asymptotic series
+    `1/2 log a - 1/(8a) + 1/(192 a^3) - 1/(640 a^5) + 17/(14336 a^7) - 31/(18432 a^9)`
+    (error below 1e-10, checked with 40-digit arithmetic): the direct
+    difference of two `lgamma` values of size `a log a` would lose all float32
+    digits for large `a` (a Student-t with a large `df`). Below, the direct
+    difference of values under 3.3 in magnitude.
     """
     big = a > _HALF_RATIO_SERIES_FROM
     a_big = ops.where(big, a, _HALF_RATIO_SERIES_FROM + 1.0)
@@ -67,7 +71,96 @@ def log_gamma_half_ratio(a: Tensor) -> Tensor:
     inv = 1.0 / a_big
     inv2 = inv * inv
     series = 0.5 * ops.log(a_big) + inv * (
-        -1.0 / 8.0 + inv2 * (1.0 / 192.0 + inv2 * (1.0 / 640.0 - inv2 * (17.0 / 14336.0)))
+        -1.0 / 8.0
+        + inv2
+        * (1.0 / 192.0 + inv2 * (-1.0 / 640.0 + inv2 * (17.0 / 14336.0 - inv2 * (31.0 / 18432.0))))
     )
     direct = lgamma(a_small + 0.5) - lgamma(a_small)
     return ops.where(big, series, direct)
+
+
+#: Continued-fraction steps of `student_t_cdf`. With `b = 1/2` the fraction
+#: converges in under 20 steps for every `df` (checked against SciPy for df
+#: from 0.3 to 1e6 and |t| up to 1e4); 40 leave a margin.
+STUDENT_T_CDF_TERMS = 40
+#: Above these `df` (per dtype), `student_t_cdf` uses Wallace's normal
+#: transform, whose error (2.4e-7 at df = 300, 2e-10 at df = 1e4, falling as
+#: 1/df^2) is then below what the continued fraction keeps in that dtype.
+_WALLACE_FROM = {"float16": 30.0, "bfloat16": 30.0, "float32": 300.0, "float64": 1e4}
+
+
+def student_t_cdf(t: Tensor, df: Tensor) -> Tensor:
+    """The cdf of the standard Student-t distribution with `df > 0` degrees of freedom.
+
+    `F(t) = 1 - I_x(df/2, 1/2) / 2` for `t > 0` (and `I_x / 2` for `t <= 0`),
+    `x = df / (df + t^2)`, with the regularised incomplete beta function
+    `I_x(a, b)` evaluated by its continued fraction (modified Lentz), on
+    `I_x(a, 1/2)` or on `1 - I_{1-x}(1/2, a)`, whichever converges. `x` and
+    `1 - x = t^2 / (df + t^2)` are both formed without cancellation, and the
+    beta function's normaliser uses `log_gamma_half_ratio`. For large `df`
+    (above 300 in float32, 1e4 in float64) the fraction loses digits to
+    cancellation, and Wallace's (1959) transform is used instead:
+    `F(t) = Phi(sign(t) sqrt((df - 1/2) log(1 + t^2 / df)))`, whose error
+    falls as `1/df^2` (2.4e-7 at df = 300). Absolute error below 2e-6 in
+    float32 and 1e-8 in float64 (tested against SciPy for df in [0.3, 1e6]).
+
+    Args:
+        t: standardised values `(y - loc) / scale`.
+        df: degrees of freedom, broadcasting with `t`.
+
+    Returns:
+        `F(t)`, in `[0, 1]`, of the broadcast shape.
+    """
+    t2 = ops.square(t)
+    denom = df + t2
+    x = df / denom  # I_x(df/2, 1/2) is the two-sided tail mass P(|T| > |t|).
+    one_minus_x = t2 / denom
+    a = 0.5 * df
+    # Continued fraction on (a, 1/2, x) where x < (a + 1) / (a + 1.5), else on
+    # (1/2, a, 1 - x) and take the complement.
+    swap = x >= (a + 1.0) / (a + 1.5)
+    p = ops.where(swap, 0.5, a)
+    q = ops.where(swap, a, 0.5)
+    z = ops.where(swap, one_minus_x, x)
+    log_x = -ops.log1p(t2 / df)
+    log_z = ops.where(swap, ops.log(one_minus_x), log_x)
+    log_1mz = ops.where(swap, log_x, ops.log(one_minus_x))
+    # log B(a, 1/2) = lgamma(a) + lgamma(1/2) - lgamma(a + 1/2).
+    log_beta = 0.5 * math.log(math.pi) - log_gamma_half_ratio(a)
+    log_front = p * log_z + q * log_1mz - log_beta - ops.log(p)
+    incomplete = ops.exp(log_front) * _beta_continued_fraction(p, q, z)
+    tail = ops.where(swap, 1.0 - incomplete, incomplete)  # I_x(df/2, 1/2)
+    by_fraction = ops.where(t > 0, 1.0 - 0.5 * tail, 0.5 * tail)
+    wallace_z = ops.sign(t) * ops.sqrt((df - 0.5) * (-log_x))
+    by_wallace = 0.5 * ops.erfc(-wallace_z / math.sqrt(2.0))
+    threshold = _WALLACE_FROM.get(keras.backend.standardize_dtype(t.dtype), 300.0)
+    return ops.where(df > threshold, by_wallace, by_fraction)
+
+
+def _beta_continued_fraction(a: Tensor, b: Tensor, x: Tensor) -> Tensor:
+    """The continued fraction of `I_x(a, b)` (modified Lentz), without its prefactor."""
+    tiny = 1e-30
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+
+    def guard(v: Tensor) -> Tensor:
+        return ops.where(ops.abs(v) < tiny, tiny, v)
+
+    d = 1.0 / guard(1.0 - qab * x / qap)
+    c = ops.ones_like(x)
+    h = d
+
+    def body(m: Tensor, carry: tuple) -> tuple:
+        c, d, h = carry
+        m = ops.cast(m, x.dtype) + 1.0
+        m2 = 2.0 * m
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
+            d = 1.0 / guard(1.0 + aa * d)
+            c = guard(1.0 + aa / c)
+            h = h * d * c
+        return c, d, h
+
+    _, _, h = ops.fori_loop(0, STUDENT_T_CDF_TERMS, body, (c, d, h))
+    return h

@@ -26,6 +26,7 @@ from typing import Union
 import numpy as np
 from keras import ops
 
+from mdn_keras.checks import is_real, levels
 from mdn_keras.density import check_target
 from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_params, check_positive_int, split_unchecked
@@ -149,7 +150,8 @@ def most_probable_component_mean(
 def _with_start_axis(family: Family, parts: tuple) -> tuple:
     """Parts `(..., K, *event)` -> `(..., 1, K, *event)`: one copy per start."""
     return tuple(
-        ops.expand_dims(part, -2 - ndims) for part, ndims in zip(parts, family.part_event_ndims())
+        ops.expand_dims(part, -2 - ndims)
+        for part, ndims in zip(parts, family.part_event_ndims(), strict=True)
     )
 
 
@@ -210,15 +212,12 @@ def mixture_mode(
     Returns:
         `(..., D)`, in `params.dtype`.
     """
-    check_positive_int("num_iterations", num_iterations)
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or not (math.isfinite(tolerance) and tolerance >= 0)
-    ):
+    num_iterations = check_positive_int("num_iterations", num_iterations)
+    if not is_real(tolerance) or not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(
             f"Expected `tolerance` to be a finite number >= 0. Received: tolerance={tolerance!r}"
         )
+    tolerance = float(tolerance)
     family, params, logits, parts = _split(params, output_dim, num_mixtures, component)
     loc = parts[0]
     # One copy of the mixture per start: parts (..., 1, K, *event), starts (..., K, D).
@@ -254,27 +253,12 @@ def _check_1d(name: str, output_dim: int) -> None:
         )
 
 
-def _check_open_unit(name: str, value: object) -> None:
-    """Checks a Python number or NumPy array lies in (0, 1); tensors are taken as given."""
-    if isinstance(value, bool):
-        ok = False
-    elif isinstance(value, (int, float, np.ndarray, np.generic, list, tuple)):
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            ok = False
-        else:
-            ok = arr.size > 0 and bool(np.all((arr > 0) & (arr < 1)))
-    else:
-        return
-    if not ok:
-        raise ValueError(
-            f"Expected `{name}` in the open interval (0, 1). Received: {name}={value!r}"
-        )
-
-
 def marginal_cdf(
-    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+    params: Tensor,
+    y: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
 ) -> Tensor:
     """Each dimension's marginal cdf `F_d(y_d) = sum_k pi_k F_kd(y_d)`: `(..., D)`.
 
@@ -305,15 +289,19 @@ def _marginal_cdf(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Ten
 
 
 def mixture_cdf(
-    params: Tensor, y: Tensor, output_dim: int, num_mixtures: int, component: ComponentLike = "normal"
+    params: Tensor,
+    y: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike = "normal",
 ) -> Tensor:
     """`P(Y <= y)` for a 1-D mixture: `sum_k pi_k F_k(y)`.
 
     For Gaussian components `F_k(y) = erfc((loc_k - y) / (sqrt(2) scale_k)) / 2`,
     accurate relative to its size in the left tail; `1 - F` near 1 keeps only
     the float precision (~1e-7 in float32), so use `log_prob` for tail
-    densities. `"student_t"` has no cdf in `keras.ops`
-    (`NotImplementedError`; use `to_tfp(...).cdf`).
+    densities. The Student-t cdf is `mdn_keras.special.student_t_cdf`
+    (absolute error below 2e-6 in float32).
 
     Args:
         params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
@@ -345,41 +333,68 @@ def mixture_quantile(
     """The `q`-quantile `F^-1(q)` of a 1-D mixture, by vectorised bisection.
 
     Bisects `mixture_cdf` on the bracket
-    `[min_k(loc_k - c scale_k), max_k(loc_k + c scale_k)]`, where `F` is 0
-    and 1 to float precision (`c` is the family's `quantile_bracket`: 40 for
-    Gaussians, 750 for Laplace), for `num_iterations` steps (a fixed count,
+    `[min_k(loc_k - w_k), max_k(loc_k + w_k)]`, where `F` is 0 and 1 to float
+    precision (`w_k` is the family's `quantile_halfwidth`: 40 scales for
+    Gaussians, 750 for Laplace, and for Student-t a tail bound that leaves at
+    most `min(q, 1 - q)` outside), for `num_iterations` steps (a fixed count,
     so it is jit-friendly). The default 64 halves the bracket below the
     float32 and float64 spacing, so the answer is as exact as `mixture_cdf`
     allows: where the density at the quantile is `p`, its error is about
     `1e-7 / p` in float32. Where `F` is flat at level `q` (a gap between
     components) any point of the flat stretch is a valid quantile.
 
+    The shape rule for `q` is NumPy's (`numpy.quantile`), the same on every
+    backend for Python numbers, NumPy arrays and tensors, plus a per-row form:
+
+    * a number or a 0-d array/tensor: result of shape `params.shape[:-1]`;
+    * shape `(Q,)`: result of shape `(Q, *params.shape[:-1])`, every level
+      for every row (`Mixture.quantile([0.1, 0.9])` on 2 rows is `(2, 2)`);
+    * shape `(Q, *params.shape[:-1])`: one level per row (and per entry of
+      the first axis), result of the same shape; `q[None]` for one level per row.
+
+    Any other shape raises a `ValueError` naming both shapes.
+
     Args:
         params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
             `output_dim == 1`.
-        q: probabilities in `(0, 1)`, a number or a tensor whose shape
-            broadcasts with `params.shape[:-1]`.
+        q: probabilities in `(0, 1)`, shaped as above. Python and NumPy values
+            are checked; tensor values are not (they may only be known inside
+            a compiled graph): a tensor level outside `(0, 1)`, or NaN, gives
+            NaN at its position.
         output_dim: must be 1.
         num_mixtures: `K`.
         num_iterations: bisection steps, a positive int.
         component: the component family (`"normal"` by default).
 
     Returns:
-        Quantiles of shape `broadcast(q.shape, params.shape[:-1])`.
+        Quantiles of shape `params.shape[:-1]` or `(Q, *params.shape[:-1])`,
+        as above, in `params.dtype`.
 
     Raises:
         ValueError: if `output_dim != 1`, a Python-number or NumPy `q` is
-            outside `(0, 1)`, or shapes do not match.
+            outside `(0, 1)`, or `q` has another shape.
         NotImplementedError: for a family without a cdf in `keras.ops`.
     """
     _check_1d("mixture_quantile", output_dim)
-    check_positive_int("num_iterations", num_iterations)
-    _check_open_unit("q", q)
-    family, _, logits, parts = _split(params, output_dim, num_mixtures, component)
+    num_iterations = check_positive_int("num_iterations", num_iterations)
+    family = get_family(component)
+    params = check_params(params, output_dim, num_mixtures, family)
+    q = levels("q", q, params)
+    return _bisect_quantile(family, params, q, num_mixtures, num_iterations)
+
+
+def _bisect_quantile(
+    family: Family, params: Tensor, q: Tensor, num_mixtures: int, num_iterations: int
+) -> Tensor:
+    """Quantiles at levels `q` that broadcast against `params.shape[:-1]` (no checks).
+
+    Levels outside (0, 1), or NaN, give NaN.
+    """
+    logits, parts = split_unchecked(params, 1, num_mixtures, family)
     probs = mixing_probs(logits)
-    loc, spread = parts[0][..., 0], family.spread(parts)[..., 0]
-    q = ops.cast(ops.convert_to_tensor(q), logits.dtype)
-    width = family.quantile_bracket * spread
+    loc = parts[0][..., 0]
+    tail = ops.minimum(q, 1.0 - q)[..., None, None]
+    width = family.quantile_halfwidth(parts, tail)[..., 0]
     lo = ops.min(loc - width, axis=-1) + ops.zeros_like(q)
     hi = ops.max(loc + width, axis=-1) + ops.zeros_like(q)
 
@@ -390,7 +405,9 @@ def mixture_quantile(
         return ops.where(below, mid, lo), ops.where(below, hi, mid)
 
     lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
-    return 0.5 * (lo + hi)
+    mid = 0.5 * (lo + hi)
+    in_range = ops.logical_and(q > 0, q < 1)
+    return ops.where(in_range, mid, ops.full_like(mid, math.nan))
 
 
 def prediction_interval(
@@ -409,29 +426,33 @@ def prediction_interval(
     Args:
         params: `(..., params_size(1, num_mixtures, component))` flat MDN output with
             `output_dim == 1`.
-        coverage: in `(0, 1)`, e.g. 0.9; a number or a tensor broadcasting
-            with `params.shape[:-1]`.
+        coverage: in `(0, 1)`, e.g. 0.9, shaped by the rule of
+            `mixture_quantile`: a number or 0-d array/tensor, `(Q,)` (every
+            coverage for every row) or `(Q, *params.shape[:-1])` (one per row).
+            Python and NumPy values are checked; a tensor coverage outside
+            `(0, 1)`, or NaN, gives NaN ends at its position.
         output_dim: must be 1.
         num_mixtures: `K`.
         component: the component family (`"normal"` by default).
 
     Returns:
-        `(lower, upper)`, each of shape `broadcast(coverage.shape, params.shape[:-1])`.
+        `(lower, upper)`, each of shape `params.shape[:-1]`, or
+        `(Q, *params.shape[:-1])` for `Q` coverages.
+
+    Raises:
+        ValueError: if `output_dim != 1`, a Python-number or NumPy coverage
+            is outside `(0, 1)`, or `coverage` has another shape.
     """
     _check_1d("prediction_interval", output_dim)
-    _check_open_unit("coverage", coverage)
     family = get_family(component)
     params = check_params(params, output_dim, num_mixtures, family)
-    coverage = ops.cast(ops.convert_to_tensor(coverage), params.dtype)
-    # Both ends in one bisection, along a new leading axis of size 2: align
-    # the ranks of q and params' leading axes, then put the new axis in front.
-    q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=-1)
-    for _ in range(len(params.shape) - 1 - len(coverage.shape)):
-        q = ops.expand_dims(q, 0)
-    for _ in range(len(coverage.shape) - len(params.shape) + 1):
-        params = ops.expand_dims(params, 0)
-    q = ops.moveaxis(q, -1, 0)
-    ends = mixture_quantile(
-        ops.expand_dims(params, 0), q, output_dim, num_mixtures, component=family
-    )
+    coverage = levels("coverage", coverage, params)
+    # A coverage outside (0, 1) gives NaN, also where both of its levels would be valid.
+    valid = ops.logical_and(coverage > 0, coverage < 1)
+    coverage = ops.where(valid, coverage, ops.full_like(coverage, math.nan))
+    if len(coverage.shape) == 0:
+        coverage = ops.reshape(coverage, [1] * (len(params.shape) - 1))
+    # Both ends in one bisection, along a new leading axis of size 2.
+    q = ops.stack([0.5 * (1.0 - coverage), 0.5 * (1.0 + coverage)], axis=0)
+    ends = _bisect_quantile(family, params, q, num_mixtures, DEFAULT_QUANTILE_ITERATIONS)
     return ends[0], ends[1]

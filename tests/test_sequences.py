@@ -12,7 +12,7 @@ from keras import ops
 
 import mdn_keras
 from mdn_keras.generation import build_mdn_rnn, make_step_model, rollout
-from tests.reference import np_log_prob, np_split
+from reference import np_log_prob, np_split
 
 D, K = 2, 3
 GARBAGE = 1e3  # target value at padded steps: huge NLL if it ever counted

@@ -7,6 +7,15 @@ a finite per-example loss and finite gradients with respect to the raw
 outputs, computed with the backend's own autodiff, and the loss must match a
 float64 NumPy reference. Examples are derandomized, so every run draws the
 same cases.
+
+Depth: the default profile ("ci") runs the example counts below. Set
+MDN_KERAS_HYPOTHESIS_PROFILE=deep to run `hypothesis_profile.DEEP_EXAMPLES`
+(10,000) examples per property (per activation where parametrized), e.g.
+
+    MDN_KERAS_HYPOTHESIS_PROFILE=deep KERAS_BACKEND=jax \
+        .venv/bin/python -m pytest -q tests/test_stability.py
+
+(the counts and wall times of such runs are in docs/reliability.md).
 """
 
 import math
@@ -21,6 +30,7 @@ from scipy import special
 
 import mdn_keras
 from backend_utils import value_and_grad
+from hypothesis_profile import example_count
 from mdn_keras import mdn_nll, scale_from_raw
 
 ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
@@ -36,7 +46,7 @@ N_COLLAPSE = 40
 
 def hyp_settings(max_examples):
     return settings(
-        max_examples=max_examples,
+        max_examples=example_count(max_examples),
         deadline=None,
         derandomize=True,
         database=None,

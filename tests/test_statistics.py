@@ -231,7 +231,8 @@ def test_quantile_matches_brentq(batch, rng):
     k = 4
     params = random_params(rng, batch, 1, k)
     q = rng.uniform(0.02, 0.98, size=batch).astype(np.float32)
-    got = compute(lambda p, q: mixture_quantile(p, q, 1, k), params, q)
+    # One level per row: shape (1, *batch).
+    got = compute(lambda p, q: mixture_quantile(p, q, 1, k), params, q[None])[0]
     assert got.shape == batch
     lead, logits, loc, scale = rows_1d(params, k)
     for idx in np.ndindex(*lead):
@@ -244,10 +245,10 @@ def test_quantile_matches_brentq(batch, rng):
         assert abs(got[idx] - want) < 2e-6 / density + 1e-5 * (1 + abs(want))
 
 
-def test_quantile_broadcasts_q_against_the_batch(rng):
+def test_quantile_levels_of_shape_q_give_every_level_for_every_row(rng):
     k = 3
     params = random_params(rng, (4, 6), 1, k)
-    qs = np.array([0.05, 0.5, 0.95], np.float32).reshape(3, 1, 1)
+    qs = np.array([0.05, 0.5, 0.95], np.float32)
     got, scalar = compute(
         lambda p, q: (mixture_quantile(p, q, 1, k), mixture_quantile(p, 0.5, 1, k)), params, qs
     )
@@ -264,15 +265,15 @@ def test_quantile_broadcasts_q_against_the_batch(rng):
 def test_quantile_in_the_far_tails(rng):
     k = 3
     params = random_params(rng, (10,), 1, k)
-    qs = np.array([[1e-5], [1 - 1e-5]], np.float32)
+    qs = np.array([1e-5, 1 - 1e-5], np.float32)
     got = compute(lambda p, q: mixture_quantile(p, q, 1, k), params, qs)
     assert got.shape == (2, 10)
     lead, logits, loc, scale = rows_1d(params, k)
     for i in range(2):
         for j in range(10):
             row = logits[j], loc[j], scale[j]
-            assert abs(np_cdf_row(*row, got[i, j]) - qs[i, 0]) < 1e-6
-            want = np_quantile_row(*row, float(qs[i, 0]))
+            assert abs(np_cdf_row(*row, got[i, j]) - qs[i]) < 1e-6
+            want = np_quantile_row(*row, float(qs[i]))
             density = np.sum(special.softmax(row[0]) * stats.norm.pdf(want, row[1], row[2]))
             # float32 resolves the CDF near 0 and 1 to ~6e-8 absolute (documented).
             assert abs(got[i, j] - want) < 2e-7 / density + 1e-5 * (1 + abs(want))
@@ -280,9 +281,9 @@ def test_quantile_in_the_far_tails(rng):
 
 def test_quantile_inverts_cdf(rng):
     params = random_params(rng, (10,), 1, 3)
-    q = rng.uniform(0.01, 0.99, size=(10,)).astype(np.float32)
-    cdf = compute(lambda p, q: mixture_cdf(p, mixture_quantile(p, q, 1, 3), 1, 3), params, q)
-    np.testing.assert_allclose(cdf, q, atol=2e-6)
+    q = rng.uniform(0.01, 0.99, size=(1, 10)).astype(np.float32)  # one level per row
+    cdf = compute(lambda p, q: mixture_cdf(p, mixture_quantile(p, q, 1, 3)[0], 1, 3), params, q)
+    np.testing.assert_allclose(cdf, q[0], atol=2e-6)
 
 
 @pytest.mark.parametrize("batch", [(), (4, 6)])

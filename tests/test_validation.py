@@ -154,7 +154,9 @@ def test_density_functions_check_sizes():
 def test_mdn_nll_names_the_received_prediction_shape():
     with pytest.raises(ValueError, match=r"= 9\. Received: params.shape=\(32, 24\)"):
         mdn_keras.mdn_nll(zeros(32, 1), zeros(32, 24), 1, 3)
-    with pytest.raises(ValueError, match=r"Received: y.shape=\(32, 2\), params.shape=\(32, 9\)"):
+    with pytest.raises(
+        ValueError, match=r"Received: y_true.shape=\(32, 2\), y_pred.shape=\(32, 9\)"
+    ):
         mdn_keras.mdn_nll(zeros(32, 2), zeros(32, 9), 1, 3)
 
 
@@ -181,7 +183,9 @@ def test_mdn_loss_checks_prediction_and_target_shapes():
     loss = mdn_keras.MDNLoss(2, 3)
     with pytest.raises(ValueError, match=r"Received: params.shape=\(32, 24\)"):
         loss(zeros(32, 2), zeros(32, 24))
-    with pytest.raises(ValueError, match=r"Received: y.shape=\(32, 1\), params.shape=\(32, 15\)"):
+    with pytest.raises(
+        ValueError, match=r"Received: y_true.shape=\(32, 1\), y_pred.shape=\(32, 15\)"
+    ):
         loss(zeros(32, 1), zeros(32, 15))
 
 

@@ -23,7 +23,7 @@ ComponentLike = Union[str, Family, dict]
 
 
 def get_family(component: Any = "normal") -> Family:
-    """The `Family` for `component`: a name in `FAMILIES`, a `Family`, or `{"name": ..., **options}`.
+    """The `Family` for `component`: a name in `FAMILIES`, a `Family`, or `{"name", **options}`.
 
     Raises:
         ValueError: for an unknown name or anything else.

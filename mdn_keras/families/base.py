@@ -74,19 +74,20 @@ class Family:
     def unflatten(self, blocks: list, output_dim: int, num_mixtures: int) -> Parts:
         """Flat blocks `(..., K * part_size)` -> parts `(..., K, *part_shape)`."""
         return tuple(
-            ops.reshape(block, (*lead_shape(block, 1), num_mixtures, output_dim)) for block in blocks
+            ops.reshape(block, (*lead_shape(block, 1), num_mixtures, output_dim))
+            for block in blocks
         )
 
     def flatten(self, parts: Parts, output_dim: int) -> list:
         """Parts `(..., K, *part_shape)` -> flat blocks `(..., K * part_size)`."""
         return [
             ops.reshape(p, (*lead_shape(p, 1 + nd), -1))
-            for p, nd in zip(parts, self.part_event_ndims())
+            for p, nd in zip(parts, self.part_event_ndims(), strict=True)
         ]
 
     def check_parts(self, parts: Parts, output_dim: int) -> None:
         """Raises `ValueError` unless each part has its per-component shape."""
-        for name, part, ndims in zip(self.part_names, parts, self.part_event_ndims()):
+        for name, part, ndims in zip(self.part_names, parts, self.part_event_ndims(), strict=True):
             want = (output_dim,) * ndims
             shape = tuple(part.shape)
             if len(shape) < ndims + 1 or shape[-ndims:] != want:
@@ -156,6 +157,13 @@ class Family:
         `(F(z) - 1{z >= y})^2` numerically with the family's `cdf`.
         """
         return None
+
+    def quantile_halfwidth(self, parts: Parts, tail: Tensor) -> Tensor:
+        """`(..., K, D)` half-width around `loc` outside which each component
+        has at most `tail` probability on either side (`tail` broadcasting with
+        `(..., 1, 1)`); by default `quantile_bracket` spreads, where the cdf of
+        light-tailed families is 0 and 1 in float64."""
+        return self.quantile_bracket * self.spread(parts)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         """One fixed-point step of the mixture mode.

@@ -16,7 +16,7 @@ diagonal, so it is positive, and leaves the off-diagonal entries free.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import keras
@@ -30,14 +30,14 @@ from mdn_keras.types import Seed, Tensor
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@lru_cache(maxsize=None)
+@cache
 def tril_indices(output_dim: int) -> tuple:
     """Row-major `(rows, cols)` of the lower triangle, in the flat order."""
     rows, cols = np.tril_indices(output_dim)
     return tuple(int(r) for r in rows), tuple(int(c) for c in cols)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dense_index(output_dim: int) -> tuple:
     """For each of the D*D entries, its position in the flat triangle, or T for a zero."""
     rows, cols = tril_indices(output_dim)
@@ -47,11 +47,11 @@ def _dense_index(output_dim: int) -> tuple:
     return tuple(int(i) for i in index.reshape(-1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _diag_mask(output_dim: int) -> tuple:
     """`True` at the flat positions of the diagonal entries."""
     rows, cols = tril_indices(output_dim)
-    return tuple(r == c for r, c in zip(rows, cols))
+    return tuple(r == c for r, c in zip(rows, cols, strict=True))
 
 
 class MultivariateNormalTriL(Family):
@@ -85,7 +85,7 @@ class MultivariateNormalTriL(Family):
         loc, scale_tril = parts
         d = output_dim
         rows, cols = tril_indices(d)
-        flat_index = np.asarray([r * d + c for r, c in zip(rows, cols)], dtype="int32")
+        flat_index = np.asarray([r * d + c for r, c in zip(rows, cols, strict=True)], dtype="int32")
         lead = lead_shape(scale_tril, 3)
         dense = ops.reshape(scale_tril, (*lead, scale_tril.shape[-3], d * d))
         tril = ops.take(dense, ops.convert_to_tensor(flat_index), axis=-1)

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.special import log_gamma_half_ratio
+from mdn_keras.special import log_gamma_half_ratio, student_t_cdf
 from mdn_keras.types import Seed, Tensor
 
 _HALF_LOG_PI = 0.5 * math.log(math.pi)
@@ -50,7 +50,7 @@ class StudentT(Family):
             raise ValueError(
                 f"Expected `min_df` to be a finite number > 0. Received: min_df={min_df!r}"
             )
-        self.min_df = float(min_df)
+        self.min_df: float = float(min_df)
 
     def layout_formula(self) -> str:
         return "num_mixtures * (3 * output_dim + 1)"
@@ -83,6 +83,20 @@ class StudentT(Family):
         _, scale, df = parts
         finite = ops.square(scale) * df / ops.where(df > 2.0, df - 2.0, 1.0)
         return ops.where(df > 2.0, finite, ops.where(df > 1.0, math.inf, math.nan))
+
+    def cdf(self, parts: Parts, y: Tensor) -> Tensor:
+        loc, scale, df = parts
+        return student_t_cdf((y - loc) / scale, df)
+
+    def quantile_halfwidth(self, parts: Parts, tail: Tensor) -> Tensor:
+        # P(T > x) <= c df^((df+1)/2) x^-df / df for the standard t (bound the
+        # density by c (x^2/df)^(-(df+1)/2)), c = Gamma((df+1)/2) / (sqrt(df pi) Gamma(df/2)):
+        # x = (c df^((df-1)/2) / tail)^(1/df) puts at most `tail` beyond.
+        _, scale, df = parts
+        log_c = log_gamma_half_ratio(0.5 * df) - 0.5 * ops.log(df) - _HALF_LOG_PI
+        log_x = (log_c + 0.5 * (df - 1.0) * ops.log(df) - ops.log(tail)) / df
+        # Capped at e^60 (far beyond any float32 quantile of df >= 1/2 at tail >= 1e-45).
+        return scale * ops.maximum(ops.exp(ops.minimum(log_x, 60.0)), self.quantile_bracket)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         # The stationarity condition of log t in y is that of a Gaussian with
