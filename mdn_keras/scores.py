@@ -129,7 +129,7 @@ def crps_quadrature(
     forms and SciPy's adaptive `quad`); for Student-t components (whose
     integrand decays like `z^(-2 df)`, so the mapped tail converges
     algebraically) ~1e-12 for `df >= 1.5` and ~1e-5 at `df = 1.1` (tested
-    with an incomplete-beta cdf against scoringrules' `crps_t`). Cost: `O(K^2)` cdf
+    against scoringrules' `crps_t` and SciPy). Cost: `O(K^2)` cdf
     evaluations per row and dimension (`130 K + 64` points times `K`
     components).
 
