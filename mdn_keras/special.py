@@ -112,6 +112,8 @@ def student_t_cdf(t: Tensor, df: Tensor) -> Tensor:
     Returns:
         `F(t)`, in `[0, 1]`, of the broadcast shape.
     """
+    t = ops.convert_to_tensor(t)
+    df = ops.cast(ops.convert_to_tensor(df), t.dtype)
     t2 = ops.square(t)
     denom = df + t2
     x = df / denom  # I_x(df/2, 1/2) is the two-sided tail mass P(|T| > |t|).

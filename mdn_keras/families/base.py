@@ -25,7 +25,7 @@ Shapes: `K` components, `D` output dimensions. A family's parts have shape
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 from keras import ops
 
@@ -168,6 +168,21 @@ class Family:
             "`mdn_keras.to_tfp(params, ...).cdf(y)` (TensorFlow Probability) instead."
         )
 
+    def crps_terms(self, parts: Parts, y: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        """Closed-form ingredients of the CRPS of a mixture of this family, or None.
+
+        The CRPS of a mixture `F = sum_k w_k F_k` at `y` is, per dimension,
+
+            CRPS(F, y) = sum_i w_i E|X_i - y| - 1/2 sum_ij w_i w_j E|X_i - X'_j|
+
+        with `X_i ~ F_i` and `X'_j ~ F_j` independent. A family with closed
+        forms returns `(E|X_k - y|, E|X_i - X'_j|)` of shapes `(..., K, D)`
+        and `(..., K, K, D)` for `y` of shape `(..., 1, D)`; the default
+        returns None and `mdn_keras.scores.crps` then integrates
+        `(F(z) - 1{z >= y})^2` numerically with the family's `cdf`.
+        """
+        return None
+
     def quantile_halfwidth(self, parts: Parts, tail: Tensor) -> Tensor:
         """`(..., K, D)` half-width around `loc` outside which each component
         has at most `tail` probability on either side (`tail` broadcasting with
@@ -236,3 +251,25 @@ def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:
     """`sum_k r_k P_k loc_k / sum_k r_k P_k` for diagonal precisions `P` `(..., S, K, D)`."""
     weight = ops.expand_dims(resp, -1) * precision
     return ops.sum(weight * loc, axis=-2) / ops.sum(weight, axis=-2)
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def gaussian_abs_moment(m: Tensor, v: Tensor) -> Tensor:
+    """`E|m + sqrt(v) Z|`, `Z ~ N(0, 1)`: `m (2 Phi(m / sqrt v) - 1) + 2 sqrt v phi(m / sqrt v)`."""
+    s = ops.sqrt(v)
+    z = m / s
+    return m * ops.erf(z * _SQRT_HALF) + 2.0 * s * _INV_SQRT_2PI * ops.exp(-0.5 * ops.square(z))
+
+
+def gaussian_crps_terms(loc: Tensor, sd: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """`Family.crps_terms` of Gaussian marginals `N(loc, sd^2)`, `(..., K, D)` (Grimit et al.)."""
+    var = ops.square(sd)
+    to_y = gaussian_abs_moment(y - loc, var)
+    pair = gaussian_abs_moment(
+        ops.expand_dims(loc, -2) - ops.expand_dims(loc, -3),
+        ops.expand_dims(var, -2) + ops.expand_dims(var, -3),
+    )
+    return to_y, pair

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn, standard_normal
+from mdn_keras.families.base import Family, Parts, ScaleFn, gaussian_crps_terms, standard_normal
 from mdn_keras.families.normal import gaussian_cdf
 from mdn_keras.shapes import lead_shape, split_last
 from mdn_keras.types import Tensor
@@ -126,6 +126,10 @@ class MultivariateNormalTriL(Family):
 
     def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
         return gaussian_cdf(parts[0], self.spread(parts), y, portable)
+
+    def crps_terms(self, parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
+        # The marginals of N(loc, L L^T) are N(loc_d, (L L^T)_dd).
+        return gaussian_crps_terms(parts[0], self.spread(parts), y)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         # x = (sum_k r_k P_k)^-1 sum_k r_k P_k m_k with P_k = (L_k L_k^T)^-1.

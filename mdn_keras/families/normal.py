@@ -12,7 +12,14 @@ from typing import Any
 
 from keras import ops
 
-from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update, standard_normal
+from mdn_keras.families.base import (
+    Family,
+    Parts,
+    ScaleFn,
+    diag_mode_update,
+    gaussian_crps_terms,
+    standard_normal,
+)
 from mdn_keras.special import erfc_elementwise
 from mdn_keras.types import Tensor
 
@@ -57,6 +64,9 @@ class Normal(Family):
     def cdf(self, parts: Parts, y: Tensor, portable: bool = False) -> Tensor:
         loc, scale = parts
         return gaussian_cdf(loc, scale, y, portable)
+
+    def crps_terms(self, parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
+        return gaussian_crps_terms(parts[0], parts[1], y)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
         loc, scale = parts

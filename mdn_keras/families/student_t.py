@@ -6,8 +6,8 @@ Layout `[loc K*D | scale K*D | df K*D | logits K]`. With `z = (y - m) / s`:
                          - log s - (df + 1) / 2 log(1 + z^2 / df)
 
 summed over dimensions. The layer constrains `df = softplus(raw) + min_df`
-(`min_df = 1` by default, so the mean always exists; the variance exists
-where `df > 2`). Statistics that do not exist are returned as TFP returns
+(`min_df = 1` by default, so `df >= 1`; the mean exists where `df > 1`, the
+variance where `df > 2`). Statistics that do not exist are returned as TFP returns
 them: the mean is NaN where `df <= 1`, the variance is inf where
 `1 < df <= 2` and NaN where `df <= 1`.
 """
@@ -33,8 +33,11 @@ class StudentT(Family):
 
     Args:
         min_df: floor of the degrees of freedom the `MDN` layer produces,
-            `df = softplus(raw) + min_df`; a finite number > 0. The default 1
-            keeps every component's mean finite; 2 keeps its variance finite.
+            `df = softplus(raw) + min_df`; a finite number > 0. With the
+            default 1, `df > 1` (a finite mean) wherever `softplus(raw)` does
+            not round to zero (in float32, `raw > -17` or so; below, `df` is
+            exactly 1 and the mean is NaN, as TFP gives it). Pass a floor
+            above 1 (above 2) to guarantee a finite mean (variance).
     """
 
     name = "student_t"
