@@ -417,9 +417,10 @@ def _bisect_quantile(
             lo, hi = body(step, (lo, hi))
     else:
         lo, hi = ops.fori_loop(0, num_iterations, body, (lo, hi))
-    mid = 0.5 * (lo + hi)
-    in_range = ops.logical_and(q > 0, q < 1)
-    return ops.where(in_range, mid, ops.full_like(mid, math.nan))
+    # NaN where q is outside (0, 1) or NaN: log(q (1 - q)) is finite exactly
+    # inside, so 0 * log(...) is 0 there and NaN elsewhere. (Arithmetic, not a
+    # `where` with a NaN branch: tf2onnx lowers that to a product, NaN * 0.)
+    return 0.5 * (lo + hi) + 0.0 * ops.log(q * (1.0 - q))
 
 
 def prediction_interval(
