@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Union
 
 from mdn_keras.checks import levels
-from mdn_keras.density import check_target
 from mdn_keras.families import ComponentLike, get_family
 from mdn_keras.params import check_params, check_positive_int
 from mdn_keras.special import erfc_elementwise
@@ -27,9 +26,7 @@ from mdn_keras.statistics import (
     DEFAULT_QUANTILE_ITERATIONS,
     _bisect_quantile,
     _check_1d,
-    _marginal_cdf,
-    _split,
-    mixing_probs,
+    _checked_marginal_cdf,
 )
 from mdn_keras.types import Tensor
 
@@ -61,9 +58,9 @@ def portable_cdf(
         ValueError: for `"student_t"` (no elementwise cdf), or bad shapes.
     """
     _check_1d("portable_cdf", output_dim)
-    family, params, logits, parts = _split(params, output_dim, num_mixtures, component)
-    y = check_target(y, params, output_dim)
-    return _marginal_cdf(family, mixing_probs(logits), parts, y, portable=True)[..., 0]
+    return _checked_marginal_cdf(params, y, output_dim, num_mixtures, component, portable=True)[
+        ..., 0
+    ]
 
 
 def portable_quantile(

@@ -277,9 +277,21 @@ def marginal_cdf(
     Raises:
         NotImplementedError: for a family without a cdf in `keras.ops`.
     """
+    return _checked_marginal_cdf(params, y, output_dim, num_mixtures, component)
+
+
+def _checked_marginal_cdf(
+    params: Tensor,
+    y: Tensor,
+    output_dim: int,
+    num_mixtures: int,
+    component: ComponentLike,
+    portable: bool = False,
+) -> Tensor:
+    """`marginal_cdf` (`portable=True`: the family's elementwise cdf), `(..., D)`."""
     family, params, logits, parts = _split(params, output_dim, num_mixtures, component)
     y = check_target(y, params, output_dim)
-    return _marginal_cdf(family, mixing_probs(logits), parts, y)
+    return _marginal_cdf(family, mixing_probs(logits), parts, y, portable)
 
 
 def _marginal_cdf(
