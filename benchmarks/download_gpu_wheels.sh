@@ -3,7 +3,8 @@
 # network access, into .whl/ at the repository root (git-ignored).
 #
 # Target: CPython 3.12, manylinux x86_64. The machine is assumed to have CUDA
-# builds of JAX and PyTorch, which bring numpy, scipy and ml_dtypes; pass --all
+# builds of JAX and PyTorch, which bring numpy, scipy and ml_dtypes (and
+# matplotlib, which tests/test_plot.py needs); pass --all
 # to carry those three as well (about 50 MiB more). Versions are those of
 # constraints/ci.txt where it pins them, else the versions the suite was run with.
 #
@@ -37,6 +38,7 @@ pkgs=(
   "$(pin absl-py 2.5.1)" "$(pin packaging 26.4)" "$(pin pytest 9.2.0)"
   "$(pin pluggy 1.7.0)" "$(pin iniconfig 2.3.1)" "$(pin hypothesis 6.170.17)"
   "$(pin sortedcontainers 2.4.0)" "$(pin keras-mdn-layer 1.0.0)"
+  "$(pin scoringrules 0.10.0)" "$(pin properscoring 0.1)"
 )
 if [ "$WITH_ALL" = 1 ]; then
   pkgs+=("$(pin numpy 2.4.6)" "$(pin scipy 1.17.1)" "$(pin ml_dtypes 0.6.0)")

@@ -17,6 +17,17 @@
 #      (parameters and targets read once, their gradient written once, float32);
 #   3. the train step (benchmarks/train_step.py) at B = 65,536 .. 1,048,576.
 # Exits non-zero if any test run fails. QUICK=1 stops the benchmarks at 262,144.
+#
+# Environment knobs: BACKENDS; QUICK=1; BATCHES (comma list, overrides QUICK);
+# TRAIN_BATCHES (the train step's, default BATCHES); TRAIN_ROUNDS (default 7);
+# TEST_WORKERS (pytest-xdist workers per backend where xdist is installed,
+# default 6; 0 runs in one process); LOG_DIR (a folder: each step's output is
+# also written there); TEST_DEVICE (default gpu; cpu for a dry run elsewhere).
+# The backends' test suites run side by side (they share the GPU; JAX does not
+# preallocate it), the benchmarks one after another on an otherwise idle GPU.
+# Tests run with JAX_DEFAULT_MATMUL_PRECISION=highest: JAX's GPU default
+# multiplies float32 matrices in TF32 (10-bit mantissa), and the suite checks
+# float32 arithmetic against float64 references.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,7 +64,8 @@ else
 fi
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# A pytest plugin that deselects, and prints, the tests that need TFP when it is absent.
+# A pytest plugin that deselects, and prints, the tests whose modules are absent
+# (TFP: the tests with a TFP fixture; others: the `needs` marker).
 PLUGIN_DIR=$(mktemp -d)
 cat > "$PLUGIN_DIR/gpu_check_plugin.py" <<'PYEOF'
 import importlib.util
@@ -61,40 +73,73 @@ import importlib.util
 TFP_FIXTURES = {"tfp_case", "tfd_module"}
 
 
+def missing(item):
+    """The modules `item` needs that are not installed."""
+    wanted = set()
+    if TFP_FIXTURES & set(getattr(item, "fixturenames", ())):
+        wanted.add("tensorflow_probability")
+    for marker in item.iter_markers("needs"):
+        wanted.update(marker.args)
+    return sorted(m for m in wanted if importlib.util.find_spec(m) is None)
+
+
 def pytest_collection_modifyitems(config, items):
-    if importlib.util.find_spec("tensorflow_probability") is not None:
-        return
     keep, drop = [], []
     for item in items:
-        needs = TFP_FIXTURES & set(getattr(item, "fixturenames", ()))
-        (drop if needs else keep).append(item)
+        absent = missing(item)
+        (drop if absent else keep).append((item, absent))
     if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        print(f"\n[gpu_check] TensorFlow Probability is not installed: deselected {len(drop)} tests:")
-        for item in drop:
-            print(f"[gpu_check]   {item.nodeid}")
+        config.hook.pytest_deselected(items=[item for item, _ in drop])
+        items[:] = [item for item, _ in keep]
+        print(f"\n[gpu_check] deselected {len(drop)} tests whose modules are not installed:")
+        for item, absent in drop:
+            print(f"[gpu_check]   {item.nodeid} (needs {', '.join(absent)})")
 PYEOF
 export PYTHONPATH="$PLUGIN_DIR:$PYTHONPATH"
 
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+LOG_DIR="${LOG_DIR:-$(mktemp -d)}"
+mkdir -p "$LOG_DIR"
+WORKERS="${TEST_WORKERS:-6}"
+XDIST=()
+if [ "$WORKERS" != 0 ] && $PY -c "import xdist" >/dev/null 2>&1; then
+  XDIST=(-n "$WORKERS")
+fi
+
 status=0
+pids=()
 for backend in $BACKENDS; do
-  echo "===== KERAS_BACKEND=$backend: tests on the GPU"
-  KERAS_BACKEND=$backend MDN_KERAS_TEST_DEVICE=gpu $PY -m pytest -q -p no:cacheprovider \
-    -p gpu_check_plugin -rs tests || status=1
+  echo "===== KERAS_BACKEND=$backend: tests on the ${TEST_DEVICE:-gpu} (log: $LOG_DIR/tests_$backend.log)"
+  KERAS_BACKEND=$backend MDN_KERAS_TEST_DEVICE="${TEST_DEVICE:-gpu}" JAX_DEFAULT_MATMUL_PRECISION=highest \
+    $PY -m pytest -q -p no:cacheprovider -p gpu_check_plugin -rs "${XDIST[@]}" tests \
+    >"$LOG_DIR/tests_$backend.log" 2>&1 &
+  pids+=($!)
+done
+i=0
+for backend in $BACKENDS; do
+  wait "${pids[$i]}" || status=1
+  echo "===== KERAS_BACKEND=$backend: test output"
+  cat "$LOG_DIR/tests_$backend.log"
+  i=$((i + 1))
 done
 
-if [ "${QUICK:-0}" = 1 ]; then
+if [ -n "${BATCHES:-}" ]; then
+  :
+elif [ "${QUICK:-0}" = 1 ]; then
   BATCHES=65536,262144
 else
   BATCHES=65536,262144,1048576
 fi
 for backend in $BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: loss + gradient, K=8, D=16"
-  KERAS_BACKEND=$backend $PY benchmarks/loss_grad.py --batch "$BATCHES" --rounds 11 || status=1
+  KERAS_BACKEND=$backend $PY benchmarks/loss_grad.py --batch "$BATCHES" --rounds 11 \
+    2>&1 | tee "$LOG_DIR/loss_grad_$backend.log" || status=1
+done
+TRAIN_BATCHES="${TRAIN_BATCHES:-$BATCHES}"
+for backend in $BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: train step, K=5"
-  KERAS_BACKEND=$backend $PY benchmarks/train_step.py --batch "$BATCHES" --dims 2,32 \
-    --rounds 7 --loss-grad no || status=1
+  KERAS_BACKEND=$backend $PY benchmarks/train_step.py --batch "$TRAIN_BATCHES" --dims 2,32 \
+    --rounds "${TRAIN_ROUNDS:-7}" --loss-grad no 2>&1 | tee "$LOG_DIR/train_step_$backend.log" || status=1
 done
 rm -rf "$PLUGIN_DIR"
 exit $status

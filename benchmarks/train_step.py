@@ -155,6 +155,9 @@ def run_cell(batch: int, d: int, k: int, rounds: int, min_time: float) -> dict[s
     x = rng.normal(size=(batch, INPUT_DIM)).astype("float32")
     y = rng.normal(size=(batch, d)).astype("float32")
     y_floor = rng.normal(size=(batch, k * (2 * d + 1))).astype("float32")
+    # Backend tensors on the default device, made once: a NumPy batch would be
+    # copied in on every step (on a GPU, host-to-device copies would dominate).
+    x, y, y_floor = (ops.convert_to_tensor(a) for a in (x, y, y_floor))
     models = candidates(d, k)
     fns = {
         name: (lambda m=model, t=(y_floor if floor else y): m.train_on_batch(x, t))

@@ -147,6 +147,7 @@ def test_export_tf_saved_model_on_tensorflow(tmp_path, deploy_model, trained):
 
 
 @pytest.mark.jax_only
+@pytest.mark.needs("tensorflow")
 def test_export_tf_saved_model_on_jax(tmp_path, deploy_model, trained):
     check_tf_saved_model(tmp_path, deploy_model, trained)
 
@@ -175,6 +176,7 @@ def check_tf_saved_model(tmp_path, deploy_model, trained):
 
 
 @pytest.mark.torch_only
+@pytest.mark.needs("tensorflow")
 def test_export_tf_saved_model_on_torch_fails_in_torch_export(tmp_path, trained):
     # Keras 3.15 traces the model with torch.export, whose dynamic-shape spec
     # does not match a functional model's inputs (and would then need torch_xla).
@@ -260,6 +262,16 @@ def test_export_litert_on_torch_names_the_missing_package(tmp_path, trained):
         head.export(os.path.join(tmp_path, "m.tflite"), format="litert", verbose=False)
 
 
+# Keras exports ONNX through tf2onnx on TensorFlow and JAX (via jax2tf), and
+# through torch.onnx (onnxscript) on PyTorch.
+ONNX_NEEDS = (
+    ("onnxruntime", "onnxscript")
+    if keras.backend.backend() == "torch"
+    else ("onnxruntime", "tensorflow", "tf2onnx")
+)
+
+
+@pytest.mark.needs(*ONNX_NEEDS)
 def test_export_onnx(tmp_path, deploy_model):
     import onnxruntime
 

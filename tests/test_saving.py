@@ -151,6 +151,7 @@ def run_phase(phase: str, directory: Path) -> None:
 
 
 @pytest.mark.jax_only  # one run of the 3x3 matrix is enough; it spawns its own backends
+@pytest.mark.needs("tensorflow", "jax", "torch")
 def test_models_load_under_every_other_backend(tmp_path):
     run_phase("save", tmp_path)
     run_phase("load", tmp_path)
