@@ -20,6 +20,8 @@
 #
 # Environment knobs: BACKENDS; QUICK=1; BATCHES (comma list, overrides QUICK);
 # TRAIN_BATCHES (the train step's, default BATCHES); TRAIN_ROUNDS (default 7);
+# TESTS (pytest paths, default "tests"; "none" skips the tests); BENCHMARKS
+# (default "loss_grad train_step"; "none" skips them);
 # TEST_WORKERS (pytest-xdist workers per backend where xdist is installed,
 # default 6; 0 runs in one process); LOG_DIR (a folder: each step's output is
 # also written there); TEST_DEVICE (default gpu; cpu for a dry run elsewhere).
@@ -108,15 +110,18 @@ fi
 
 status=0
 pids=()
-for backend in $BACKENDS; do
+TESTS="${TESTS:-tests}"
+BENCHMARKS="${BENCHMARKS:-loss_grad train_step}"
+[ "$TESTS" = none ] && TEST_BACKENDS="" || TEST_BACKENDS="$BACKENDS"
+for backend in $TEST_BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: tests on the ${TEST_DEVICE:-gpu} (log: $LOG_DIR/tests_$backend.log)"
   KERAS_BACKEND=$backend MDN_KERAS_TEST_DEVICE="${TEST_DEVICE:-gpu}" JAX_DEFAULT_MATMUL_PRECISION=highest \
-    $PY -m pytest -q -p no:cacheprovider -p gpu_check_plugin -rs "${XDIST[@]}" tests \
+    $PY -m pytest -q -p no:cacheprovider -p gpu_check_plugin -rs "${XDIST[@]}" $TESTS \
     >"$LOG_DIR/tests_$backend.log" 2>&1 &
   pids+=($!)
 done
 i=0
-for backend in $BACKENDS; do
+for backend in $TEST_BACKENDS; do
   wait "${pids[$i]}" || status=1
   echo "===== KERAS_BACKEND=$backend: test output"
   cat "$LOG_DIR/tests_$backend.log"
@@ -130,13 +135,15 @@ elif [ "${QUICK:-0}" = 1 ]; then
 else
   BATCHES=65536,262144,1048576
 fi
-for backend in $BACKENDS; do
+case " $BENCHMARKS " in *" loss_grad "*) LG_BACKENDS="$BACKENDS" ;; *) LG_BACKENDS="" ;; esac
+case " $BENCHMARKS " in *" train_step "*) TS_BACKENDS="$BACKENDS" ;; *) TS_BACKENDS="" ;; esac
+for backend in $LG_BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: loss + gradient, K=8, D=16"
   KERAS_BACKEND=$backend $PY benchmarks/loss_grad.py --batch "$BATCHES" --rounds 11 \
     2>&1 | tee "$LOG_DIR/loss_grad_$backend.log" || status=1
 done
 TRAIN_BATCHES="${TRAIN_BATCHES:-$BATCHES}"
-for backend in $BACKENDS; do
+for backend in $TS_BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: train step, K=5"
   KERAS_BACKEND=$backend $PY benchmarks/train_step.py --batch "$TRAIN_BATCHES" --dims 2,32 \
     --rounds "${TRAIN_ROUNDS:-7}" --loss-grad no 2>&1 | tee "$LOG_DIR/train_step_$backend.log" || status=1

@@ -46,6 +46,7 @@ from _common import (  # noqa: E402
     markdown_table,
     median,
     ratio,
+    sync,
     versions,
 )
 from keras import ops  # noqa: E402
@@ -163,13 +164,31 @@ def run_cell(batch: int, d: int, k: int, rounds: int, min_time: float) -> dict[s
         name: (lambda m=model, t=(y_floor if floor else y): m.train_on_batch(x, t))
         for name, (model, floor) in models.items()
     }
+    order = list(fns)
+    failed = []
+    for name in order:  # a candidate that runs out of device memory is reported, not fatal
+        try:
+            sync(fns[name]())
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            print(f"  B={batch} D={d} {name}: out of memory ({type(error).__name__})", flush=True)
+            failed.append(name)
+            del fns[name]
     samples = interleaved(fns, rounds=rounds, min_time=min_time, warmup=3)
-    return {"batch": batch, "d": d, "k": k, "samples": samples}
+    return {"batch": batch, "d": d, "k": k, "samples": samples, "order": order, "oom": failed}
+
+
+def out_of_memory(error: Exception) -> bool:
+    """Whether `error` is a backend's out-of-memory error (XLA, TensorFlow, CUDA)."""
+    text = f"{type(error).__name__}: {error}"
+    marks = ("RESOURCE_EXHAUSTED", "ResourceExhausted", "OutOfMemory", "out of memory")
+    return any(mark in text for mark in marks)
 
 
 def report(cells: list[dict[str, Any]]) -> str:
     """Markdown tables: ms per step, then the ratios of each `ours` column."""
-    names = list(cells[0]["samples"])
+    names = list(cells[0]["order"])
     mine = [n for n in names if n.startswith("ours")]
     header = ["B", "D", *[f"{n} ms" for n in names]]
     refs = [r for r in ("kmdn", "hand", "floor") if r in names]
@@ -179,9 +198,9 @@ def report(cells: list[dict[str, Any]]) -> str:
     for cell in cells:
         s = cell["samples"]
         row = [f"{cell['batch']:,}", str(cell["d"])]
-        row += [f"{median(s[n]) * 1e3:.2f}" for n in names]
+        row += [f"{median(s[n]) * 1e3:.2f}" if n in s else "OOM" for n in names]
         for n in mine:
-            row += [f"{ratio(s, n, r):.2f}x" for r in refs]
+            row += [f"{ratio(s, n, r):.2f}x" if n in s and r in s else "-" for r in refs]
         rows.append(row)
     return markdown_table(header, rows)
 

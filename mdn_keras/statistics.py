@@ -412,8 +412,18 @@ def _bisect_quantile(
     """
     logits, parts = split_unchecked(params, 1, num_mixtures, family)
     probs = mixing_probs(logits)
+    tail = ops.minimum(q, 1.0 - q)
+    sign = None
+    if family.symmetric:
+        # A level above 1/2 is the negated (1 - q)-quantile of -Y, whose
+        # components are these with the location negated: every level is then
+        # found where the cdf is below 1/2 and float precision is relative, not
+        # absolute near 1. (Arithmetic sign: no `where` for the export path.)
+        sign = 1.0 - 2.0 * ops.cast(q > 0.5, q.dtype)
+        parts = (parts[0] * sign[..., None, None], *parts[1:])
+        q = tail
     loc = parts[0][..., 0]
-    tail = ops.minimum(q, 1.0 - q)[..., None, None]
+    tail = tail[..., None, None]
     width = family.quantile_halfwidth(parts, tail)[..., 0]
     lo = ops.min(loc - width, axis=-1) + ops.zeros_like(q)
     hi = ops.max(loc + width, axis=-1) + ops.zeros_like(q)
@@ -432,7 +442,8 @@ def _bisect_quantile(
     # NaN where q is outside (0, 1) or NaN: log(q (1 - q)) is finite exactly
     # inside, so 0 * log(...) is 0 there and NaN elsewhere. (Arithmetic, not a
     # `where` with a NaN branch: tf2onnx lowers that to a product, NaN * 0.)
-    return 0.5 * (lo + hi) + 0.0 * ops.log(q * (1.0 - q))
+    mid = 0.5 * (lo + hi) if sign is None else sign * 0.5 * (lo + hi)
+    return mid + 0.0 * ops.log(q * (1.0 - q))
 
 
 def prediction_interval(

@@ -1,12 +1,20 @@
 """Float64 NumPy/SciPy references for the mixture math, written independently
 of the package (explicit loops over components, scipy's multivariate normal)."""
 
+import keras
 import numpy as np
 from scipy import special, stats
 
 
+def as_float64(a):
+    """A float64 NumPy copy of a number, an array or a backend tensor on any device."""
+    if not isinstance(a, (np.ndarray, np.generic, float, int, list, tuple)):
+        a = keras.ops.convert_to_numpy(a)
+    return np.asarray(a, dtype=np.float64)
+
+
 def np_split(params, d, k):
-    params = np.asarray(params, dtype=np.float64)
+    params = as_float64(params)
     lead = params.shape[:-1]
     loc = params[..., : k * d].reshape(*lead, k, d)
     scale = params[..., k * d : 2 * k * d].reshape(*lead, k, d)

@@ -96,7 +96,10 @@ def run_body(backend, expected_devices, extra_env):
 
 @pytest.mark.jax_only
 def test_data_parallel_on_4_virtual_jax_devices_matches_one_device():
-    run_body("jax", 4, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    # Virtual host devices: on the CPU platform, also where a GPU is the default.
+    run_body(
+        "jax", 4, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    )
 
 
 @pytest.mark.tensorflow_only

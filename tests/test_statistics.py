@@ -8,6 +8,7 @@ import pytest
 from scipy import optimize, special, stats
 
 import mdn_keras
+from family_reference import np_mixture_cdf_1d, random_family_params
 from mdn_keras import (
     mixture_cdf,
     mixture_mean,
@@ -277,6 +278,24 @@ def test_quantile_in_the_far_tails(rng):
             density = np.sum(special.softmax(row[0]) * stats.norm.pdf(want, row[1], row[2]))
             # float32 resolves the CDF near 0 and 1 to ~6e-8 absolute (documented).
             assert abs(got[i, j] - want) < 2e-7 / density + 1e-5 * (1 + abs(want))
+
+
+@pytest.mark.parametrize("component", ["normal", "laplace", "student_t", "mvn_tril"])
+def test_upper_tail_quantiles_are_as_accurate_as_lower_ones(rng, component):
+    # Levels 2^-23 and 1 - 2^-23 (both exact in float32). The float32 cdf near 1
+    # is resolved only to its spacing 6e-8, half the tail mass, so bisecting F
+    # itself would miss the upper quantile by a large fraction of its tail; on
+    # -Y's lower tail both levels are found to the cdf's relative accuracy.
+    k = 3
+    params = random_family_params(rng, (6,), 1, k, component)
+    tail = 2.0**-23
+    qs = np.array([tail, 1.0 - tail], np.float32)
+    got = compute(lambda p, q: mixture_quantile(p, q, 1, k, component=component), params, qs)
+    for j in range(6):
+        below = np_mixture_cdf_1d(params, float(got[0, j]), k, component, idx=(j,))
+        above = 1.0 - np_mixture_cdf_1d(params, float(got[1, j]), k, component, idx=(j,))
+        assert abs(below - tail) < 0.01 * tail
+        assert abs(above - tail) < 0.01 * tail
 
 
 def test_quantile_inverts_cdf(rng):

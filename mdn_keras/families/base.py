@@ -52,6 +52,11 @@ class Family:
     #: Half-width, in `spread`s, of the bracket where each component's cdf is
     #: 0 and 1 to float64 precision (`mixture_quantile` bisects it).
     quantile_bracket: ClassVar[float] = 40.0
+    #: Whether each component is symmetric about its location `parts[0]`, so
+    #: that `-Y` is the same family with `parts[0]` negated. Quantiles above
+    #: the median are then found on `-Y`'s lower tail, as accurately as those
+    #: below it (a cdf near 1 has only float spacing `6e-8` in float32).
+    symmetric: ClassVar[bool] = False
 
     # --- layout -----------------------------------------------------------
 

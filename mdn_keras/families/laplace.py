@@ -24,6 +24,7 @@ class Laplace(Family):
 
     name = "laplace"
     part_names = ("loc", "scale")
+    symmetric = True
     # exp(-745) / 2 underflows float64: the cdf is exactly 0 and 1 at the ends.
     quantile_bracket = 750.0
 

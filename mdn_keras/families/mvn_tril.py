@@ -49,6 +49,7 @@ class MultivariateNormalTriL(Family):
 
     name = "mvn_tril"
     part_names = ("loc", "scale_tril")
+    symmetric = True
 
     def part_sizes(self, output_dim: int) -> tuple[int, ...]:
         return (output_dim, output_dim * (output_dim + 1) // 2)

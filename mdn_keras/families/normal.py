@@ -38,6 +38,7 @@ class Normal(Family):
 
     name = "normal"
     part_names = ("loc", "scale")
+    symmetric = True
 
     def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
         loc, scale = blocks

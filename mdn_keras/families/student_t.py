@@ -42,6 +42,7 @@ class StudentT(Family):
 
     name = "student_t"
     part_names = ("loc", "scale", "df")
+    symmetric = True
 
     def __init__(self, min_df: float = 1.0) -> None:
         if (
