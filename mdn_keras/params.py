@@ -26,6 +26,7 @@ from keras import ops
 from mdn_keras.checks import is_int, is_real
 from mdn_keras.families import ComponentLike, Family, Normal, get_family
 from mdn_keras.shapes import shape_str, split_last
+from mdn_keras.special import softplus
 from mdn_keras.types import Tensor
 
 SCALE_ACTIVATIONS = ("softplus", "exp", "elu_plus_one")
@@ -235,7 +236,7 @@ def scale_from_raw(
         log_var = ops.clip(raw, 2.0 * math.log(min_scale), 2.0 * math.log(hi))
         return ops.exp(0.5 * log_var)
     if scale_activation == "softplus":
-        scale = ops.softplus(raw) + min_scale
+        scale = softplus(raw) + min_scale
     else:
         # exp of the clipped value: the unused branch never overflows, so its
         # gradient is never inf * 0.

@@ -6,9 +6,11 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from scipy import special
 
 import mdn_keras
-from backend_utils import to_numpy
+from backend_utils import to_numpy, value_and_grad
+from mdn_keras.special import softplus
 from reference import np_log_prob
 
 
@@ -48,6 +50,23 @@ def test_scale_activations(activation, expected):
     got = to_numpy(mdn_keras.scale_from_raw(raw, activation))
     np.testing.assert_allclose(got, expected(raw), rtol=1e-5)
     assert np.all(got > 0) and np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softplus_values_and_derivative_match_float64(dtype):
+    # Its derivative is sigmoid(x) everywhere, 1/2 at exactly 0 (a zero
+    # input with a zero bias), and neither side overflows.
+    raw = np.array([-1e6, -100.0, -20.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 20.0, 100.0, 1e6], dtype)
+    value, grad = value_and_grad(softplus, raw)
+    x = raw.astype(np.float64)
+    # JAX without jax_enable_x64 computes float64 input in float32.
+    tol = 1e-13 if value.dtype == np.float64 else 1e-6
+    tiny = np.finfo(value.dtype).tiny  # below it (subnormals) only absolute accuracy
+    np.testing.assert_allclose(value, np.logaddexp(0.0, x), rtol=tol, atol=tiny)
+    np.testing.assert_allclose(grad, special.expit(x), rtol=tol, atol=tiny)
+    assert grad[raw == 0.0] == 0.5
+    edge = to_numpy(softplus(ops.convert_to_tensor(np.array([np.inf, -np.inf, np.nan], dtype))))
+    assert edge[0] == np.inf and edge[1] == 0.0 and np.isnan(edge[2])
 
 
 def test_max_scale_caps_every_activation():

@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, diag_mode_update
-from mdn_keras.special import log_gamma_half_ratio, student_t_cdf
+from mdn_keras.special import log_gamma_half_ratio, softplus, student_t_cdf
 from mdn_keras.types import Tensor
 
 _HALF_LOG_PI = 0.5 * math.log(math.pi)
@@ -60,7 +60,7 @@ class StudentT(Family):
 
     def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
         loc, scale, df = blocks
-        return [loc, scale_fn(scale), ops.softplus(df) + self.min_df]
+        return [loc, scale_fn(scale), softplus(df) + self.min_df]
 
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
         loc, scale, df = parts
