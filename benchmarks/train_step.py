@@ -11,6 +11,11 @@ compiled with Adam and the backend's default `jit_compile`, and times
 
 * floor:     Dense(P) + MSE on a P-wide target, P = K (2D + 1): the body's cost
              with an output of the same width and the cheapest loss;
+* bound:     Dense(P) + only the Gaussian residual term, `sum ((y - loc) s)^2`
+             over K and D, with `s` the raw scale block (no activation, no
+             log-determinant, no mixture): less elementwise work than any
+             mixture likelihood, so `bound/kmdn` is the lowest ratio a head and
+             loss in `keras.ops` can reach in that cell;
 * kmdn:      keras-mdn-layer's `MDN` and `get_mixture_loss_func(D, K)`;
 * ours:      `mdn_keras.MDN` and `mdn_keras.MDNLoss` (one column per component
              family when `mdn_keras` lists several, see `families()`);
@@ -121,6 +126,18 @@ def hand_loss(d: int, k: int) -> Callable:
     return loss
 
 
+def bound_loss(d: int, k: int) -> Callable:
+    """The residual term alone (see `bound` in the module docstring)."""
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        loc, s, _ = ops.split(y_pred, [k * d, 2 * k * d], axis=-1)
+        y = ops.expand_dims(ops.reshape(y_true, (-1, d)), 1)
+        z = (y - ops.reshape(loc, (-1, k, d))) * ops.reshape(s, (-1, k, d))
+        return ops.sum(z * z, axis=(-2, -1))
+
+    return loss
+
+
 def build(head: keras.layers.Layer, loss: Any, seed: int = 0) -> keras.Model:
     """The benchmark body with `head` on top, compiled with Adam and `loss`."""
     keras.utils.set_random_seed(seed)
@@ -136,7 +153,8 @@ def candidates(d: int, k: int) -> dict[str, tuple[keras.Model, bool]]:
     """name -> (compiled model, whether it trains on the P-wide floor target)."""
     p = k * (2 * d + 1)
     out: dict[str, tuple[keras.Model, bool]] = {
-        "floor": (build(keras.layers.Dense(p), "mse"), True)
+        "floor": (build(keras.layers.Dense(p), "mse"), True),
+        "bound": (build(keras.layers.Dense(p), bound_loss(d, k)), False),
     }
     if keras_mdn_layer is not None:
         out["kmdn"] = (
@@ -194,6 +212,8 @@ def report(cells: list[dict[str, Any]]) -> str:
     refs = [r for r in ("kmdn", "hand", "floor") if r in names]
     for n in mine:
         header += [f"{n}/{r}" for r in refs]
+    if "bound" in names and "kmdn" in names:
+        header.append("bound/kmdn")
     rows = []
     for cell in cells:
         s = cell["samples"]
@@ -201,6 +221,8 @@ def report(cells: list[dict[str, Any]]) -> str:
         row += [f"{median(s[n]) * 1e3:.2f}" if n in s else "OOM" for n in names]
         for n in mine:
             row += [f"{ratio(s, n, r):.2f}x" if n in s and r in s else "-" for r in refs]
+        if "bound/kmdn" in header:
+            row.append(f"{ratio(s, 'bound', 'kmdn'):.2f}x" if "bound" in s and "kmdn" in s else "-")
         rows.append(row)
     return markdown_table(header, rows)
 
