@@ -71,6 +71,7 @@ export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PLUGIN_DIR=$(mktemp -d)
 cat > "$PLUGIN_DIR/gpu_check_plugin.py" <<'PYEOF'
 import importlib.util
+import os
 
 TFP_FIXTURES = {"tfp_case", "tfd_module"}
 
@@ -93,9 +94,16 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=[item for item, _ in drop])
         items[:] = [item for item, _ in keep]
-        print(f"\n[gpu_check] deselected {len(drop)} tests whose modules are not installed:")
-        for item, absent in drop:
-            print(f"[gpu_check]   {item.nodeid} (needs {', '.join(absent)})")
+        lines = [f"[gpu_check] deselected {len(drop)} tests whose modules are not installed:"]
+        lines += [f"[gpu_check]   {item.nodeid} (needs {', '.join(absent)})" for item, absent in drop]
+        # Under pytest-xdist the workers collect and their output is not shown:
+        # the list goes to a file the script prints.
+        path = os.environ.get("GPU_CHECK_DESELECTED")
+        if path:
+            with open(path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        else:
+            print("\n" + "\n".join(lines))
 PYEOF
 export PYTHONPATH="$PLUGIN_DIR:$PYTHONPATH"
 
@@ -115,6 +123,7 @@ BENCHMARKS="${BENCHMARKS:-loss_grad train_step}"
 [ "$TESTS" = none ] && TEST_BACKENDS="" || TEST_BACKENDS="$BACKENDS"
 for backend in $TEST_BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: tests on the ${TEST_DEVICE:-gpu} (log: $LOG_DIR/tests_$backend.log)"
+  GPU_CHECK_DESELECTED="$PLUGIN_DIR/deselected_$backend.txt" \
   KERAS_BACKEND=$backend MDN_KERAS_TEST_DEVICE="${TEST_DEVICE:-gpu}" JAX_DEFAULT_MATMUL_PRECISION=highest \
     $PY -m pytest -q -p no:cacheprovider -p gpu_check_plugin -rs "${XDIST[@]}" $TESTS \
     >"$LOG_DIR/tests_$backend.log" 2>&1 &
@@ -124,6 +133,7 @@ i=0
 for backend in $TEST_BACKENDS; do
   wait "${pids[$i]}" || status=1
   echo "===== KERAS_BACKEND=$backend: test output"
+  cat "$PLUGIN_DIR/deselected_$backend.txt" 2>/dev/null
   cat "$LOG_DIR/tests_$backend.log"
   i=$((i + 1))
 done
