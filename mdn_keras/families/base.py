@@ -115,6 +115,18 @@ class Family:
         """`(..., K)` log-density of `y` of shape `(..., 1, D)` under each component."""
         raise NotImplementedError
 
+    def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> Optional[tuple[Tensor, Callable]]:
+        """`(log_prob(parts, y), vjp)` with a hand-written derivative, or None.
+
+        `vjp(w)` maps `w`, the derivative of a scalar loss with respect to the
+        `(..., K)` log-densities, to the derivatives with respect to each part
+        and to `y`, in their shapes. A family that gives one has its loss
+        (`mdn_nll`) differentiated analytically where that is faster (see
+        `mdn_keras.loss.ANALYTIC_GRADIENT_BACKENDS`); the others, and every
+        other function, are differentiated by the backend. None by default.
+        """
+        return None
+
     def sample(self, parts: Parts, sigma_scale: Tensor, seed: Seed) -> Tensor:
         """One draw `(..., D)` from a single component with parts `(..., *part_shape)`.
 

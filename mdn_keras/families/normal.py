@@ -8,7 +8,7 @@ Layout `[loc K*D | scale K*D | logits K]`; `scale` is the standard deviation.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from keras import ops
 
@@ -33,6 +33,18 @@ def gaussian_cdf(loc: Tensor, scale: Tensor, y: Tensor, portable: bool = False) 
     return 0.5 * erfc((loc - y) / (scale * math.sqrt(2.0)))
 
 
+def _log_prob_and_z(parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
+    """`(..., K)` log-densities and the `(..., K, D)` standardised residuals."""
+    loc, scale = parts
+    z = (y - loc) / scale
+    log_p = (
+        -0.5 * ops.sum(ops.square(z), axis=-1)
+        - ops.sum(ops.log(scale), axis=-1)
+        - loc.shape[-1] * _HALF_LOG_2PI
+    )
+    return log_p, z
+
+
 class Normal(Family):
     """Diagonal Gaussian components: parts `loc (..., K, D)`, `scale (..., K, D)`."""
 
@@ -45,13 +57,20 @@ class Normal(Family):
         return [loc, scale_fn(scale)]
 
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
-        loc, scale = parts
-        z = (y - loc) / scale
-        return (
-            -0.5 * ops.sum(ops.square(z), axis=-1)
-            - ops.sum(ops.log(scale), axis=-1)
-            - loc.shape[-1] * _HALF_LOG_2PI
-        )
+        return _log_prob_and_z(parts, y)[0]
+
+    def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> tuple[Tensor, Callable]:
+        # d/d loc = z / s, d/d s = (z^2 - 1) / s, d/d y = -z / s, z = (y - loc) / s.
+        log_p, z = _log_prob_and_z(parts, y)
+        scale = parts[1]
+
+        def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            w = ops.expand_dims(w, -1)
+            inv = 1.0 / scale
+            d_loc = w * z * inv
+            return d_loc, w * (ops.square(z) - 1.0) * inv, -ops.sum(d_loc, axis=-2, keepdims=True)
+
+        return log_p, vjp
 
     def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
