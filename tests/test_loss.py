@@ -7,7 +7,7 @@ from keras import ops
 
 import mdn_keras
 from backend_utils import to_numpy, value_and_grad
-from family_reference import random_family_params
+from family_reference import np_family_log_prob, random_family_params
 from mdn_keras.families import get_family
 from mdn_keras.loss import nll_with_analytic_gradient
 from mdn_keras.params import split_unchecked
@@ -99,21 +99,27 @@ def analytic_nll(params, y, d, k, component="normal"):
     return nll_with_analytic_gradient(family, logits, parts, target)
 
 
+@pytest.mark.parametrize("component", ["normal", "laplace"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("lead,d,k", [((6,), 1, 3), ((2, 3), 4, 5)])
-def test_analytic_gradient_matches_the_backends_derivative(rng, dtype, lead, d, k):
+def test_analytic_gradient_matches_the_backends_derivative(rng, component, dtype, lead, d, k):
     # On every backend, whichever path `mdn_nll` takes there: the same values,
     # and the derivatives with respect to the parameters and the targets.
-    params = random_params(rng, lead, d, k, dtype=dtype)
+    params = random_family_params(rng, lead, d, k, component, dtype=dtype)
     y = rng.normal(size=(*lead, d)).astype(dtype)
-    got_v, got_g = value_and_grad(lambda p: analytic_nll(p, y, d, k), params)
-    want_v, want_g = value_and_grad(lambda p: -mdn_keras.log_prob(p, y, d, k), params)
+
+    def backends(p, t):
+        return -mdn_keras.log_prob(p, t, d, k, component=component)
+
+    got_v, got_g = value_and_grad(lambda p: analytic_nll(p, y, d, k, component), params)
+    want_v, want_g = value_and_grad(lambda p: backends(p, y), params)
     tol = 1e-12 if got_v.dtype == np.float64 else 2e-6
     np.testing.assert_allclose(got_v, want_v, rtol=tol, atol=tol)
     np.testing.assert_allclose(got_g, want_g, rtol=10 * tol, atol=10 * tol)
-    np.testing.assert_allclose(got_v, -np_log_prob(params, y, d, k), rtol=1e-5, atol=1e-5)
-    _, got_gy = value_and_grad(lambda t: analytic_nll(params, t, d, k), y)
-    _, want_gy = value_and_grad(lambda t: -mdn_keras.log_prob(params, t, d, k), y)
+    reference = np_family_log_prob(params.astype(np.float64), y, d, k, component)
+    np.testing.assert_allclose(got_v, -reference, rtol=1e-5, atol=1e-5)
+    _, got_gy = value_and_grad(lambda t: analytic_nll(params, t, d, k, component), y)
+    _, want_gy = value_and_grad(lambda t: backends(params, t), y)
     np.testing.assert_allclose(got_gy, want_gy, rtol=10 * tol, atol=10 * tol)
 
 

@@ -9,7 +9,7 @@ Layout `[loc K*D | scale K*D | logits K]`; `scale` is the Laplace scale `b`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from keras import ops
 
@@ -35,6 +35,21 @@ class Laplace(Family):
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
         loc, scale = parts
         return -ops.sum(ops.abs(y - loc) / scale + ops.log(scale) + _LOG_2, axis=-1)
+
+    def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> tuple[Tensor, Callable]:
+        # d/d loc = sign(y - loc) / b, d/d b = (|y - loc| / b - 1) / b, d/d y = -d/d loc.
+        loc, scale = parts
+        diff = y - loc
+        ratio = ops.abs(diff) / scale
+        log_p = -ops.sum(ratio + ops.log(scale) + _LOG_2, axis=-1)
+
+        def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            w = ops.expand_dims(w, -1)
+            inv = 1.0 / scale
+            d_loc = w * ops.sign(diff) * inv
+            return d_loc, w * (ratio - 1.0) * inv, -ops.sum(d_loc, axis=-2, keepdims=True)
+
+        return log_p, vjp
 
     def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale = parts
