@@ -138,10 +138,12 @@ class MultivariateNormalTriL(Family):
         d = loc.shape[-1]
         eye = ops.eye(d, dtype=loc.dtype)
         l_inv = ops.solve_triangular(scale_tril, eye + ops.zeros_like(scale_tril), lower=True)
-        precision = ops.matmul(ops.swapaxes(l_inv, -1, -2), l_inv)  # (..., 1, K, D, D)
+        # P = L^-T L^-1 and P m as broadcast sums, not `ops.matmul` (which
+        # Keras' PyTorch backend computes in float32 for float64 inputs).
+        precision = ops.sum(l_inv[..., :, :, None] * l_inv[..., :, None, :], axis=-3)
         weighted = resp[..., None, None] * precision  # (..., S, K, D, D)
         lhs = ops.sum(weighted, axis=-3)
-        rhs = ops.sum(ops.matmul(weighted, loc[..., None])[..., 0], axis=-2)
+        rhs = ops.sum(ops.sum(weighted * loc[..., None, :], axis=-1), axis=-2)
         return ops.solve(lhs, rhs[..., None])[..., 0]
 
     def tfp(self, tfd: Any, parts: Parts) -> Any:
