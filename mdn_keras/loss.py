@@ -56,11 +56,13 @@ def mdn_nll(
 
 
 #: Backends on which `mdn_nll` uses the hand-written derivative of families that
-#: have one (`Family.log_prob_with_vjp`). Measured with `benchmarks/train_step.py`:
-#: under `jax.jit` it saves about a tenth of the training step at D=32 (XLA's
-#: derivative of the chain keeps more full-size intermediates); on TensorFlow's
-#: graph mode it was slower than the backend's own derivative.
-ANALYTIC_GRADIENT_BACKENDS = ("jax",)
+#: have one (`Family.log_prob_with_vjp`). Measured in the training step of
+#: `benchmarks/train_step.py` (2-core CPU, K=5, interleaved, against the same
+#: model differentiated by the backend): under `jax.jit` it saves about a tenth
+#: at D=32 (XLA's derivative of the chain keeps more full-size intermediates);
+#: in TensorFlow's graph mode 0-15% (fewer kernels); on PyTorch (eager) it was
+#: within noise (0.94-1.03x), so autograd keeps the loss there.
+ANALYTIC_GRADIENT_BACKENDS = ("jax", "tensorflow")
 
 
 def family_has_vjp(family: Family) -> bool:
