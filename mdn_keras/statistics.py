@@ -26,6 +26,7 @@ from typing import Union
 import numpy as np
 from keras import ops
 
+from mdn_keras import _compile
 from mdn_keras.checks import is_real, levels
 from mdn_keras.density import check_target
 from mdn_keras.families import ComponentLike, Family, get_family
@@ -155,6 +156,7 @@ def _with_start_axis(family: Family, parts: tuple) -> tuple:
     )
 
 
+@_compile.compiled_eagerly("params")
 def mixture_mode(
     params: Tensor,
     output_dim: int,
@@ -299,6 +301,10 @@ def _marginal_cdf(
 ) -> Tensor:
     """`sum_k probs_k F_kd(y_d)`: `(..., K)` probs, `(..., D)` y -> `(..., D)`."""
     component_cdf = family.cdf(parts, ops.expand_dims(y, -2), portable)  # (..., K, D)
+    if component_cdf.shape[-1] == 1:
+        # Summed over a last axis of size K: XLA on CPUs reduces the middle
+        # axis of (..., K, 1) about ten times slower (the bisection's hot spot).
+        return ops.expand_dims(ops.sum(probs * component_cdf[..., 0], axis=-1), -1)
     return ops.sum(ops.expand_dims(probs, -1) * component_cdf, axis=-2)
 
 
@@ -409,7 +415,29 @@ def _bisect_quantile(
 
     Levels outside (0, 1), or NaN, give NaN. `portable=True` unrolls the
     loop and uses the family's elementwise cdf (see `mdn_keras.portable`).
+    Called eagerly on JAX or TensorFlow it runs compiled (`mdn_keras._compile`).
     """
+    return _compile.call(
+        _bisect,
+        params,
+        q,
+        family=family,
+        num_mixtures=num_mixtures,
+        num_iterations=num_iterations,
+        portable=portable,
+    )
+
+
+def _bisect(
+    params: Tensor,
+    q: Tensor,
+    *,
+    family: Family,
+    num_mixtures: int,
+    num_iterations: int,
+    portable: bool,
+) -> Tensor:
+    """The body of `_bisect_quantile`, a pure function of `params` and `q`."""
     logits, parts = split_unchecked(params, 1, num_mixtures, family)
     probs = mixing_probs(logits)
     loc = parts[0][..., 0]
