@@ -8,7 +8,9 @@ seed, so every seed `keras.random` takes works, compiled or not, and the same
 int seed gives the same draw eagerly and compiled (on TensorFlow the Philox
 algorithm is named explicitly; XLA's default differs). `sample_from_noise`
 with noise supplied from outside uses no random op at all, so it exports to
-runtimes that have none (TFLite's builtin ops, for one).
+runtimes that have none (TFLite's builtin ops, for one). Called eagerly on
+JAX or TensorFlow, the noise and the draws run as one cached compiled program
+(`mdn_keras._compile`); the seed is drawn eagerly, as before.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ Every function takes `(params, output_dim, num_mixtures, ...)` with `params` of
 shape `(..., params_size(output_dim, num_mixtures, component))` (any number of
 leading axes) and a keyword `component=` (`"normal"` by default), and works on
 the TensorFlow, JAX and PyTorch backends, inside `jax.jit` and `tf.function`
-too. TensorFlow Probability is not needed.
+too. TensorFlow Probability is not needed. Called eagerly on JAX or
+TensorFlow, the quantile bisection and `mixture_mode` run as one cached
+compiled program (`mdn_keras._compile`); inside a trace they are traced as is.
 """
 
 from __future__ import annotations
