@@ -8,7 +8,9 @@ seed, so every seed `keras.random` takes works, compiled or not, and the same
 int seed gives the same draw eagerly and compiled (on TensorFlow the Philox
 algorithm is named explicitly; XLA's default differs). `sample_from_noise`
 with noise supplied from outside uses no random op at all, so it exports to
-runtimes that have none (TFLite's builtin ops, for one).
+runtimes that have none (TFLite's builtin ops, for one). Called eagerly on
+JAX or TensorFlow, the noise and the draws run as one cached compiled program
+(`mdn_keras._compile`); the seed is drawn eagerly, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mdn_keras import _compile
 from mdn_keras.checks import is_int, is_real, per_row_value
 from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_floating, check_params, check_positive_int, split_unchecked
@@ -239,13 +242,18 @@ def _argmax(x: Tensor) -> Tensor:
 def _take_component(part: Tensor, index: Tensor, num_mixtures: int, event_ndims: int) -> Tensor:
     """`part[..., index, :]`: part `(..., K, *event)`, index `(*S, ...)` -> `(*S, ..., *event)`.
 
-    A masked sum over the `K` axis rather than a gather: it broadcasts the
-    extra leading axes of `index` without copying `part`, and exports to
-    every format (PyTorch's ONNX exporter has no `take_along_dim`).
+    A chain of `K - 1` selects rather than a gather: it broadcasts the extra
+    leading axes of `index` without copying `part`, and exports to every
+    format (PyTorch's ONNX exporter has no `take_along_dim`). Selects, not a
+    one-hot masked sum: XLA on CPUs runs that broadcast-and-reduce about ten
+    times slower, and a non-finite value of a component not chosen stays out.
     """
-    mask = ops.cast(ops.expand_dims(index, -1) == ops.arange(0, num_mixtures, 1), part.dtype)
-    mask = ops.reshape(mask, (*ops.shape(mask), *([1] * event_ndims)))
-    return ops.sum(mask * part, axis=-1 - event_ndims)
+    index = ops.reshape(index, (*ops.shape(index), *([1] * event_ndims)))
+    rest = (slice(None),) * event_ndims
+    chosen = part[(Ellipsis, 0) + rest]
+    for k in range(1, num_mixtures):
+        chosen = ops.where(index == k, part[(Ellipsis, k) + rest], chosen)
+    return chosen
 
 
 def _from_noise(
@@ -257,7 +265,81 @@ def _from_noise(
     temperature: Union[float, Tensor],
     sigma_temperature: Union[float, Tensor],
 ) -> Tensor:
-    """The draws of `sample_from_noise`, on checked arguments."""
+    """The draws of `sample_from_noise`, on checked arguments.
+
+    Called eagerly on JAX or TensorFlow it runs compiled (`mdn_keras._compile`),
+    with number temperatures passed in as 0-d tensors (one program for all
+    their values) and validated only where they came in as tensors.
+    """
+    static: dict[str, Any] = dict(output_dim=output_dim, num_mixtures=num_mixtures, family=family)
+    validate = _validated(temperature, sigma_temperature)
+    if not _compile.compiles_here(params, uniform):
+        return _draws(params, uniform, temperature, sigma_temperature, validate=validate, **static)
+    temperatures = _temperature_tensors(temperature, sigma_temperature, params=params)
+    return _compile.call(_draws, params, uniform, *temperatures, validate=validate, **static)
+
+
+def _validated(*temperatures: Union[float, Tensor]) -> tuple:
+    """Which temperatures came in as tensors (their values are checked in-graph)."""
+    return tuple(not isinstance(t, float) for t in temperatures)
+
+
+def _temperature_tensors(*temperatures: Union[float, Tensor], params: Tensor) -> list:
+    """Number temperatures as 0-d tensors in the compute dtype: a compiled
+    function takes them as inputs, so it serves every value."""
+    dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
+    return [ops.convert_to_tensor(t, dtype) if isinstance(t, float) else t for t in temperatures]
+
+
+def _drawn_seed(seed: Seed) -> Any:
+    """The seed tensor `random_uniform` would draw from `seed` (advancing a
+    generator as it would), for a compiled function to take as an input."""
+    if seed is None or isinstance(seed, (int, keras.random.SeedGenerator)):
+        from keras.src.random.seed_generator import draw_seed
+
+        return draw_seed(seed)
+    return seed if ops.is_tensor(seed) else ops.convert_to_tensor(seed)
+
+
+def _sample_draws(
+    params: Tensor,
+    seed: Tensor,
+    temperature: Union[float, Tensor],
+    sigma_temperature: Union[float, Tensor],
+    *,
+    shape: tuple,
+    output_dim: int,
+    num_mixtures: int,
+    family: Family,
+    validate: tuple[bool, bool],
+) -> Tensor:
+    """The noise draw and the draws of `sample`, from a seed tensor: one compiled program."""
+    dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
+    uniform = random_uniform(shape, dtype, seed)
+    return _draws(
+        params,
+        uniform,
+        temperature,
+        sigma_temperature,
+        output_dim=output_dim,
+        num_mixtures=num_mixtures,
+        family=family,
+        validate=validate,
+    )
+
+
+def _draws(
+    params: Tensor,
+    uniform: Tensor,
+    temperature: Union[float, Tensor],
+    sigma_temperature: Union[float, Tensor],
+    *,
+    output_dim: int,
+    num_mixtures: int,
+    family: Family,
+    validate: tuple[bool, bool],
+) -> Tensor:
+    """The body of `_from_noise`; `validate` marks the temperatures given as tensors."""
     out_dtype = keras.backend.standardize_dtype(params.dtype)
     dtype = _compute_dtype(out_dtype)
     params = ops.cast(params, dtype)
@@ -274,7 +356,9 @@ def _from_noise(
     draws = ops.cast(
         family.sample_from_noise(chosen, sigma_scale, uniform[..., num_mixtures:]), out_dtype
     )
-    tensors = [t for t in (temperature, sigma_temperature) if not isinstance(t, float)]
+    tensors = [
+        t for t, check in zip((temperature, sigma_temperature), validate, strict=True) if check
+    ]
     if not tensors:
         return draws
     # Tensor temperatures are not checked in-graph: a row whose temperature is
@@ -357,6 +441,23 @@ def sample(
     sigma_temperature = per_row_value("sigma_temperature", sigma_temperature, params)
     dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
     shape = (*sample_shape, *ops.shape(params)[:-1], noise_size(output_dim, num_mixtures, family))
+    if _compile.compiles_here(params, *([seed] if hasattr(seed, "shape") else [])) and all(
+        isinstance(n, int) for n in shape
+    ):
+        # Eagerly on JAX or TensorFlow: the seed is drawn here, the noise and
+        # the draws in one compiled program (the same numbers as op by op).
+        return _compile.call(
+            _sample_draws,
+            params,
+            _drawn_seed(seed),
+            *_temperature_tensors(temperature, sigma_temperature, params=params),
+            shape=shape,
+            output_dim=output_dim,
+            num_mixtures=num_mixtures,
+            family=family,
+            validate=_validated(temperature, sigma_temperature),
+            xla_=False,  # XLA derives Philox's key from a seed input its own way
+        )
     uniform = random_uniform(shape, dtype, seed)
     return _from_noise(
         params, uniform, output_dim, num_mixtures, family, temperature, sigma_temperature

@@ -1,0 +1,160 @@
+"""Compiled eager calls of the package's loops and many-op internals.
+
+Called eagerly, a loop of `keras.ops` runs op by op (TensorFlow), or is
+retraced and recompiled for every fresh Python closure (`ops.fori_loop` on
+JAX), and every small op is dispatched on its own. `call(fn, *tensors,
+**static)` runs `fn(*tensors, **static)` through one compiled function per
+`(fn, static)`, kept in a bounded cache:
+
+* JAX: `jax.jit` of the function of the tensors;
+* TensorFlow: `tf.function(jit_compile=True, autograph=False)` with the
+  tensors' shapes as its input signature: one XLA program per shape;
+* PyTorch (and any other backend): the plain call.
+
+Only eager calls on concrete tensors are compiled. Inside an outer trace
+(`jax.jit`, `tf.function`, a Keras layer built symbolically, an export) the
+plain function is called, so traced graphs are exactly what they were. The
+`static` values are the hashable arguments that fix the program (counts,
+families, flags); a call with an unhashable one runs plainly.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+from typing import Any, Callable, TypeVar
+
+import keras
+from keras import ops
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Compiled functions kept, one per `(fn, static)`; the least recently used goes first.
+CACHE_SIZE = 64
+
+#: Traces per function name since import (a trace is a compilation); for tests.
+trace_counts: collections.Counter = collections.Counter()
+
+
+def _traced_jax(tensors: tuple) -> bool:
+    import jax
+
+    return any(isinstance(t, jax.core.Tracer) for t in tensors)
+
+
+def compiles_here(*tensors: Any) -> bool:
+    """True when `call` would run the compiled function for these tensors."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return not _traced_jax(tensors)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and not any(
+            isinstance(t, keras.KerasTensor) or (tf.is_tensor(t) and not hasattr(t, "numpy"))
+            for t in tensors
+        )
+    return False
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _compiled(fn: Callable, static: tuple, signature: tuple, xla: bool) -> Callable:
+    """The backend's compiled `tensors -> fn(*tensors, **options)`; `static` holds
+    `(name, type, value)` of each option, `signature` the tensors' `(shape,
+    dtype)` on TensorFlow (one program per shape: XLA compiles per shape, and
+    a `tf.function` left to generalise shapes would lose their ranks)."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    options = {name: value for name, _, value in static}
+
+    def pure(*tensors: Any) -> Any:
+        trace_counts[name] += 1
+        return fn(*tensors, **options)
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(pure)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        specs = [tf.TensorSpec(shape, dtype) for shape, dtype in signature]
+        return tf.function(pure, input_signature=specs, jit_compile=xla, autograph=False)
+    return pure
+
+
+def call(fn: Callable, *tensors: Any, xla_: bool = True, **static: Any) -> Any:
+    """`fn(*tensors, **static)`, compiled when called eagerly on JAX or TensorFlow.
+
+    Args:
+        fn: a pure function of backend tensors (no state; random ops only
+            stateless ones of a seed among `tensors`).
+        *tensors: its tensor arguments (backend tensors or NumPy arrays).
+        xla_: on TensorFlow, compile with XLA (`jit_compile=True`); False
+            runs a plain graph (for stateless random ops, whose numbers XLA
+            derives from a seed input differently from TensorFlow's kernels).
+        **static: its other arguments, hashable; each new combination compiles anew.
+    """
+    if not compiles_here(*tensors):
+        return fn(*tensors, **static)
+    try:
+        # A static key with types, so that 1, 1.0 and True do not share a program.
+        key = tuple((name, type(value), value) for name, value in sorted(static.items()))
+        hash(key)
+    except TypeError:
+        return fn(*tensors, **static)
+    signature: tuple = ()
+    if keras.backend.backend() == "tensorflow":
+        tensors = tuple(ops.convert_to_tensor(t) for t in tensors)
+        signature = tuple((tuple(t.shape), t.dtype) for t in tensors)
+    return _compiled(fn, key, signature, xla_)(*tensors)
+
+
+def compiled_eagerly(*tensor_names: str) -> Callable[[F], F]:
+    """Decorates a function so that eager calls go through `call`.
+
+    The arguments named in `tensor_names` are converted to tensors and are
+    the compiled function's inputs; every other argument is static. The
+    function's own checks run while it is traced, with their own messages.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            options = dict(bound.arguments)
+            tensors = [options.pop(name) for name in tensor_names]
+            if not compiles_here(*tensors):
+                return fn(*args, **kwargs)
+            tensors = [ops.convert_to_tensor(t) for t in tensors]
+            return call(_Keywords(fn, tensor_names), *tensors, **options)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class _Keywords:
+    """`fn` taking its tensor arguments by position, under their names (hashable)."""
+
+    def __init__(self, fn: Callable, names: tuple) -> None:
+        self.fn, self.names = fn, names
+        self.__qualname__ = getattr(fn, "__qualname__", repr(fn))
+
+    def __call__(self, *tensors: Any, **options: Any) -> Any:
+        return self.fn(**dict(zip(self.names, tensors, strict=True)), **options)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keywords) and (self.fn, self.names) == (other.fn, other.names)
+
+    def __hash__(self) -> int:
+        return hash((self.fn, self.names))
+
+
+def clear() -> None:
+    """Drops every compiled function (the next calls compile anew)."""
+    _compiled.cache_clear()
