@@ -270,7 +270,7 @@ def main() -> None:
     results = []
     for batch, d in cells:
         results.append(run_cell(batch, d, k, args.rounds, args.min_time))
-        print(f"  done B={batch} D={d}", flush=True)
+        print(f"  done B={batch} D={d}:\n{report(results[-1:])}\n", flush=True)
     print("\nms per train_on_batch step (median), ratios = median of per-round ratios:\n")
     print(report(results))
     if args.loss_grad == "yes" or (args.loss_grad == "auto" and BACKEND == "jax"):

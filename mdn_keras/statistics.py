@@ -23,7 +23,7 @@ compiled program (`mdn_keras._compile`); inside a trace they are traced as is.
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Any, Union
 
 import keras
 import numpy as np
@@ -514,15 +514,24 @@ def _bisect_quantile(
     loop and uses the family's elementwise cdf (see `mdn_keras.portable`).
     Called eagerly on JAX or TensorFlow it runs compiled (`mdn_keras._compile`).
     """
-    return _compile.call(
-        _bisect,
-        params,
-        q,
-        family=family,
-        num_mixtures=num_mixtures,
-        num_iterations=num_iterations,
-        portable=portable,
+    options: dict[str, Any] = dict(
+        family=family, num_mixtures=num_mixtures, num_iterations=num_iterations, portable=portable
     )
+    extra = len(q.shape) - (len(params.shape) - 1)
+    known = extra > 0 and all(isinstance(n, int) for n in q.shape[:extra])
+    levels = math.prod(q.shape[:extra]) if known else 0
+    if portable or not 1 < levels <= _MAX_SPLIT_LEVELS:
+        return _compile.call(_bisect, params, q, **options)
+    # A few levels on leading axes (an interval's two ends): one bisection per
+    # level. XLA on CPUs evaluates the stacked (Q, ..., K) layout several times
+    # slower than Q separate ones (JAX: 1.3 s against 2 x 0.19 s, 100,000 rows).
+    flat = ops.reshape(q, (levels, *q.shape[extra:]))
+    ends = [_compile.call(_bisect, params, flat[i], **options) for i in range(levels)]
+    return ops.reshape(ops.stack(ends), (*q.shape[:extra], *ends[0].shape))
+
+
+#: At most this many leading levels are bisected one by one (see `_bisect_quantile`).
+_MAX_SPLIT_LEVELS = 8
 
 
 def _bisect(
