@@ -59,7 +59,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     fi
   done
   if [ ${#to_install[@]} -gt 0 ]; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "${to_install[@]}" || exit 1
+    $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "${to_install[@]}" || exit 1
   fi
 else
   echo "no .whl/ folder: using what is installed"
