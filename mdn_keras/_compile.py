@@ -46,14 +46,15 @@ def _traced_jax(tensors: tuple) -> bool:
 def compiles_here(*tensors: Any) -> bool:
     """True when `call` would run the compiled function for these tensors."""
     backend = keras.backend.backend()
+    if any(isinstance(t, keras.KerasTensor) for t in tensors):
+        return False  # a symbolic call (a functional model being built)
     if backend == "jax":
         return not _traced_jax(tensors)
     if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.executing_eagerly() and not any(
-            isinstance(t, keras.KerasTensor) or (tf.is_tensor(t) and not hasattr(t, "numpy"))
-            for t in tensors
+            tf.is_tensor(t) and not hasattr(t, "numpy") for t in tensors
         )
     return False
 

@@ -49,7 +49,12 @@ def mdn_nll(
     family = get_family(component)
     y_pred = check_params(y_pred, output_dim, num_mixtures, family)
     y_true = check_target_strict(y_true, y_pred, output_dim)
-    if keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS and family_has_vjp(family):
+    symbolic = any(isinstance(t, keras.KerasTensor) for t in (y_true, y_pred))
+    if (
+        keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS
+        and family_has_vjp(family)
+        and not symbolic
+    ):
         logits, parts = split_unchecked(y_pred, output_dim, num_mixtures, family)
         return nll_with_analytic_gradient(family, logits, parts, ops.expand_dims(y_true, -2))
     return -log_prob(y_pred, y_true, output_dim, num_mixtures, family)

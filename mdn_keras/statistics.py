@@ -520,11 +520,13 @@ def _bisect_quantile(
     extra = len(q.shape) - (len(params.shape) - 1)
     known = extra > 0 and all(isinstance(n, int) for n in q.shape[:extra])
     levels = math.prod(q.shape[:extra]) if known else 0
-    if portable or not 1 < levels <= _MAX_SPLIT_LEVELS:
+    if portable or not (1 < levels <= _MAX_SPLIT_LEVELS and _compile.compiles_here(params, q)):
         return _compile.call(_bisect, params, q, **options)
-    # A few levels on leading axes (an interval's two ends): one bisection per
-    # level. XLA on CPUs evaluates the stacked (Q, ..., K) layout several times
-    # slower than Q separate ones (JAX: 1.3 s against 2 x 0.19 s, 100,000 rows).
+    # Compiled eagerly with a few levels on leading axes (an interval's two
+    # ends): one bisection per level. XLA on CPUs evaluates the stacked
+    # (Q, ..., K) layout several times slower than Q separate ones (JAX: 1.3 s
+    # against 2 x 0.19 s, 100,000 rows). Traced and portable calls, whose
+    # shapes may be unknown, keep the stacked layout.
     flat = ops.reshape(q, (levels, *q.shape[extra:]))
     ends = [_compile.call(_bisect, params, flat[i], **options) for i in range(levels)]
     return ops.reshape(ops.stack(ends), (*q.shape[:extra], *ends[0].shape))

@@ -479,3 +479,30 @@ def test_shape_and_option_errors(rng):
         mixture_quantile(params, 0.5, 1, 2, num_iterations=2.5)
     with pytest.raises(ValueError, match="floating-point"):
         mixture_variance(np.zeros((3, 6), np.int32), 1, 2)
+
+
+@pytest.mark.tensorflow_only
+def test_interval_and_levels_in_a_graph_with_an_unknown_batch(rng):
+    import tensorflow as tf
+
+    params = random_params(rng, (5,), 1, 3)
+    spec = [tf.TensorSpec((None, params.shape[-1]), tf.float32)]
+    interval = tf.function(lambda p: prediction_interval(p, 0.9, 1, 3), input_signature=spec)
+    levels = tf.function(lambda p: mixture_quantile(p, [0.1, 0.9], 1, 3), input_signature=spec)
+    lower, upper = (to_np(t) for t in interval(params))
+    got = to_np(levels(params))
+    want_lower, want_upper = (to_np(t) for t in prediction_interval(params, 0.9, 1, 3))
+    np.testing.assert_allclose(lower, want_lower, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(upper, want_upper, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, to_np(mixture_quantile(params, [0.1, 0.9], 1, 3)), atol=1e-6)
+    assert got.shape == (2, 5)
+
+
+def test_mode_and_loss_on_symbolic_inputs():
+    # Building a functional model: Keras symbolic tensors take the plain path.
+    params = keras.Input((mdn_keras.params_size(1, 3),))
+    mode = mixture_mode(params, 1, 3)
+    assert tuple(mode.shape) == (None, 1)
+    if BACKEND != "tensorflow":  # TensorFlow's symbolic loss was never supported
+        loss = mdn_keras.mdn_nll(keras.Input((1,)), params, 1, 3)
+        assert tuple(loss.shape) == (None,)
