@@ -302,30 +302,12 @@ def _drawn_seed(seed: Seed) -> Any:
 
 
 def _sample_draws(
-    params: Tensor,
-    seed: Tensor,
-    temperature: Union[float, Tensor],
-    sigma_temperature: Union[float, Tensor],
-    *,
-    shape: tuple,
-    output_dim: int,
-    num_mixtures: int,
-    family: Family,
-    validate: tuple[bool, bool],
+    params: Tensor, seed: Tensor, *temperatures: Tensor, shape: tuple, **options: Any
 ) -> Tensor:
-    """The noise draw and the draws of `sample`, from a seed tensor: one compiled program."""
+    """The noise draw and the draws of `sample`, from a seed tensor: one compiled
+    program. `options` are `_draws`'s keyword arguments."""
     dtype = _compute_dtype(keras.backend.standardize_dtype(params.dtype))
-    uniform = random_uniform(shape, dtype, seed)
-    return _draws(
-        params,
-        uniform,
-        temperature,
-        sigma_temperature,
-        output_dim=output_dim,
-        num_mixtures=num_mixtures,
-        family=family,
-        validate=validate,
-    )
+    return _draws(params, random_uniform(shape, dtype, seed), *temperatures, **options)
 
 
 def _draws(
