@@ -293,9 +293,14 @@ def _mode_search(
         return family.mode_update(parts_s, resp, x)
 
     def excess(x: Tensor, fx: Tensor) -> Tensor:
-        """Largest excess of a plain step over the stopping threshold (done where <= 0)."""
+        """Largest excess of a plain step over the stopping threshold (done where <= 0).
+
+        NaN rows (NaN parameters) are left out: their result is NaN whatever
+        the loop does, and a NaN maximum would stop it for every other row.
+        """
         limit = tolerance * min_spread + resolution * ops.abs(x)
-        return ops.max(ops.abs(fx - x) - limit)
+        over = ops.abs(fx - x) - limit
+        return ops.max(ops.where(ops.isnan(over), -np.inf, over))
 
     def cond(*state: Tensor) -> Tensor:
         return state[3] > 0.0

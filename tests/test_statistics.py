@@ -506,3 +506,13 @@ def test_mode_and_loss_on_symbolic_inputs():
     if BACKEND != "tensorflow":  # TensorFlow's symbolic loss was never supported
         loss = mdn_keras.mdn_nll(keras.Input((1,)), params, 1, 3)
         assert tuple(loss.shape) == (None,)
+
+
+def test_a_nan_row_does_not_stop_the_mode_search_of_the_others(rng):
+    params = random_params(rng, (16,), 2, 3)
+    with_nan = params.copy()
+    with_nan[3, 0] = np.nan
+    clean = compute(lambda p: mixture_mode(p, 2, 3), params)
+    got = compute(lambda p: mixture_mode(p, 2, 3), with_nan)
+    rows = [i for i in range(16) if i != 3]
+    np.testing.assert_allclose(got[rows], clean[rows], rtol=1e-5, atol=1e-5)
