@@ -153,15 +153,20 @@ def _assert_shape_tf(
         comma = tf.where(tf.equal(tf.size(s), 1), ",", "")
         return tf.strings.join(["(", joined, comma, ")"])
 
-    message = tf.strings.join(
-        [
-            f"{expected} Received: {y_name}.shape=",
-            shape_str(y_dyn if y_given is None else tf.shape(y_given)),
-            f", {params_name}.shape=",
-            shape_str(p_dyn),
-        ]
-    )
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+    def message() -> Tensor:
+        return tf.strings.join(
+            [
+                f"{expected} Received: {y_name}.shape=",
+                shape_str(y_dyn if y_given is None else tf.shape(y_given)),
+                f", {params_name}.shape=",
+                shape_str(p_dyn),
+            ]
+        )
+
+    # The message is formatted only when the check fails: its string ops
+    # would otherwise run on every training step.
+    text = tf.cond(ok, lambda: tf.constant(""), message)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [text])]):
         return tf.identity(y)
 
 
