@@ -82,6 +82,8 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
     responsibilities and `p = softmax(logits)`, the derivative of the
     per-example loss is `p - r` for the logits and, through the family's
     `vjp`, `-r` for its log-densities. The value is the one `log_prob` gives.
+    On JAX the rule is a `jax.custom_jvp` (so `jax.jvp`, `jacfwd` and
+    Hessians work too), elsewhere an `ops.custom_gradient`.
 
     Args:
         family: a family whose `log_prob_with_vjp` is not None.
@@ -90,8 +92,8 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
         y: `(..., 1, D)` targets.
     """
 
-    @ops.custom_gradient
-    def nll(logits: Tensor, *rest: Tensor) -> tuple[Tensor, Callable]:
+    def forward(logits: Tensor, rest: tuple) -> tuple[Tensor, Callable]:
+        """`total = logsumexp(joint)` and the per-unit-upstream derivatives."""
         *given, target = rest
         with_vjp = family.log_prob_with_vjp(tuple(given), target)
         assert with_vjp is not None, f"the {family.name!r} family has no log_prob_with_vjp"
@@ -100,16 +102,57 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
         joint = log_w + log_p
         total = ops.logsumexp(joint, axis=-1)
 
-        def grad(*args: Tensor, upstream: Optional[Tensor] = None) -> tuple:
-            if upstream is None:  # TensorFlow and JAX pass it positionally
-                (upstream,) = args
-            g = ops.expand_dims(upstream, -1)
+        def derivatives(g: Any) -> tuple:
+            """`g` (`(..., 1)` or a number) times the derivative of `-total`, one per input."""
             resp = ops.exp(joint - ops.expand_dims(total, -1))
             return (g * (ops.exp(log_w) - resp), *vjp(-g * resp))
+
+        return total, derivatives
+
+    if keras.backend.backend() == "jax":
+        return _jvp_rule_nll(forward, logits, *parts, y)
+
+    @ops.custom_gradient
+    def nll(logits: Tensor, *rest: Tensor) -> tuple[Tensor, Callable]:
+        total, derivatives = forward(logits, rest)
+
+        def grad(*args: Tensor, upstream: Optional[Tensor] = None) -> tuple:
+            if upstream is None:  # TensorFlow passes it positionally
+                (upstream,) = args
+            return derivatives(ops.expand_dims(upstream, -1))
 
         return -total, grad
 
     return nll(logits, *parts, y)
+
+
+def _jvp_rule_nll(forward: Callable, *inputs: Tensor) -> Tensor:
+    """`-total` under `jax.custom_jvp`: reverse mode (JAX transposes the rule),
+    forward mode (`jax.jvp`, `jacfwd`) and higher derivatives all work.
+
+    The tangent of the per-example value is the sum, over each input's
+    trailing axes, of its derivative times its tangent; inputs whose tangent
+    is a symbolic zero (the targets, under `jax.grad` of the parameters) are
+    skipped, so their derivative is never formed.
+    """
+    import jax
+    from jax.custom_derivatives import SymbolicZero
+
+    @jax.custom_jvp
+    def nll(*inputs: Tensor) -> Tensor:
+        return -forward(inputs[0], inputs[1:])[0]
+
+    def rule(primals: tuple, tangents: tuple) -> tuple:
+        total, derivatives = forward(primals[0], primals[1:])
+        out = ops.zeros_like(total)
+        for d, t in zip(derivatives(1.0), tangents, strict=True):
+            if not isinstance(t, SymbolicZero):
+                axes = tuple(range(total.ndim, d.ndim))
+                out = out + ops.sum(d * t, axis=axes)
+        return -total, out
+
+    nll.defjvp(rule, symbolic_zeros=True)
+    return nll(*inputs)
 
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
