@@ -43,7 +43,11 @@ class Family:
 
     Subclasses set `name` and `part_names` and implement the methods that
     raise `NotImplementedError` here. Instances are small, immutable and
-    compare equal when their `get_config` is equal.
+    compare equal when their type and `get_config` are equal, so every
+    option that changes a result must be in `get_config`: equal families
+    share compiled programs (`mdn_keras._compile`) and serialised forms. A
+    subclass that changes the component density must set `symmetric` for
+    itself rather than inherit it.
     """
 
     #: Registry name, as passed in `component="..."`.
