@@ -66,7 +66,8 @@ def mdn_nll(
 #: model differentiated by the backend): under `jax.jit` it saves about a tenth
 #: at D=32 (XLA's derivative of the chain keeps more full-size intermediates);
 #: in TensorFlow's graph mode 0-15% (fewer kernels); on PyTorch (eager) it was
-#: within noise (0.94-1.03x), so autograd keeps the loss there.
+#: within noise (0.94-1.03x), also as one `torch.autograd.Function` writing the
+#: flat gradient directly (0.98-1.04x), so autograd keeps the loss there.
 ANALYTIC_GRADIENT_BACKENDS = ("jax", "tensorflow")
 
 
@@ -93,21 +94,7 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
     """
 
     def forward(logits: Tensor, rest: tuple) -> tuple[Tensor, Callable]:
-        """`total = logsumexp(joint)` and the per-unit-upstream derivatives."""
-        *given, target = rest
-        with_vjp = family.log_prob_with_vjp(tuple(given), target)
-        assert with_vjp is not None, f"the {family.name!r} family has no log_prob_with_vjp"
-        log_p, vjp = with_vjp
-        log_w = ops.log_softmax(logits, axis=-1)
-        joint = log_w + log_p
-        total = ops.logsumexp(joint, axis=-1)
-
-        def derivatives(g: Any) -> tuple:
-            """`g` (`(..., 1)` or a number) times the derivative of `-total`, one per input."""
-            resp = ops.exp(joint - ops.expand_dims(total, -1))
-            return (g * (ops.exp(log_w) - resp), *vjp(-g * resp))
-
-        return total, derivatives
+        return _nll_and_derivatives(family, logits, tuple(rest[:-1]), rest[-1])
 
     if keras.backend.backend() == "jax":
         return _jvp_rule_nll(forward, logits, *parts, y)
@@ -124,6 +111,26 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
         return -total, grad
 
     return nll(logits, *parts, y)
+
+
+def _nll_and_derivatives(
+    family: Family, logits: Tensor, parts: tuple, y: Tensor
+) -> tuple[Tensor, Callable]:
+    """`total = logsumexp(log_softmax(logits) + log p_k(y))` `(...)` and
+    `derivatives(g)`: `g` (`(..., 1)` or a number) times the derivative of
+    `-total` with respect to the logits, each part and `y`, in their shapes."""
+    with_vjp = family.log_prob_with_vjp(parts, y)
+    assert with_vjp is not None, f"the {family.name!r} family has no log_prob_with_vjp"
+    log_p, vjp = with_vjp
+    log_w = ops.log_softmax(logits, axis=-1)
+    joint = log_w + log_p
+    total = ops.logsumexp(joint, axis=-1)
+
+    def derivatives(g: Any) -> tuple:
+        resp = ops.exp(joint - ops.expand_dims(total, -1))
+        return (g * (ops.exp(log_w) - resp), *vjp(-g * resp))
+
+    return total, derivatives
 
 
 def _jvp_rule_nll(forward: Callable, *inputs: Tensor) -> Tensor:
