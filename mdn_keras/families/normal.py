@@ -61,14 +61,22 @@ class Normal(Family):
 
     def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> tuple[Tensor, Callable]:
         # d/d loc = z / s, d/d s = (z^2 - 1) / s, d/d y = -z / s, z = (y - loc) / s.
-        log_p, z = _log_prob_and_z(parts, y)
-        scale = parts[1]
+        # One division (1 / s), shared by z, the log-determinant and the
+        # derivatives: XLA then reads `scale` once (0.8x the loss and gradient
+        # time on CPUs, benchmarks/loss_grad.py).
+        loc, scale = parts
+        inv = 1.0 / scale
+        z = (y - loc) * inv
+        log_p = (
+            -0.5 * ops.sum(ops.square(z), axis=-1)
+            + ops.sum(ops.log(inv), axis=-1)
+            - loc.shape[-1] * _HALF_LOG_2PI
+        )
 
         def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            w = ops.expand_dims(w, -1)
-            inv = 1.0 / scale
-            d_loc = w * z * inv
-            return d_loc, w * (ops.square(z) - 1.0) * inv, -ops.sum(d_loc, axis=-2, keepdims=True)
+            w_inv = ops.expand_dims(w, -1) * inv
+            d_loc = w_inv * z
+            return d_loc, w_inv * (ops.square(z) - 1.0), -ops.sum(d_loc, axis=-2, keepdims=True)
 
         return log_p, vjp
 
