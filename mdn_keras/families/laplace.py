@@ -38,16 +38,17 @@ class Laplace(Family):
 
     def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> tuple[Tensor, Callable]:
         # d/d loc = sign(y - loc) / b, d/d b = (|y - loc| / b - 1) / b, d/d y = -d/d loc.
+        # One division (1 / b), shared as in `Normal.log_prob_with_vjp`.
         loc, scale = parts
         diff = y - loc
-        ratio = ops.abs(diff) / scale
-        log_p = -ops.sum(ratio + ops.log(scale) + _LOG_2, axis=-1)
+        inv = 1.0 / scale
+        ratio = ops.abs(diff) * inv
+        log_p = -ops.sum(ratio - ops.log(inv) + _LOG_2, axis=-1)
 
         def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            w = ops.expand_dims(w, -1)
-            inv = 1.0 / scale
-            d_loc = w * ops.sign(diff) * inv
-            return d_loc, w * (ratio - 1.0) * inv, -ops.sum(d_loc, axis=-2, keepdims=True)
+            w_inv = ops.expand_dims(w, -1) * inv
+            d_loc = w_inv * ops.sign(diff)
+            return d_loc, w_inv * (ratio - 1.0), -ops.sum(d_loc, axis=-2, keepdims=True)
 
         return log_p, vjp
 
