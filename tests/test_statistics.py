@@ -516,3 +516,18 @@ def test_a_nan_row_does_not_stop_the_mode_search_of_the_others(rng):
     got = compute(lambda p: mixture_mode(p, 2, 3), with_nan)
     rows = [i for i in range(16) if i != 3]
     np.testing.assert_allclose(got[rows], clean[rows], rtol=1e-5, atol=1e-5)
+
+
+def test_diag_mode_update_keeps_float64_and_matches_numpy(rng):
+    from mdn_keras.families.base import diag_mode_update
+
+    resp = rng.uniform(size=(4, 5, 3))
+    precision = rng.uniform(0.5, 2.0, size=(4, 1, 3, 2))
+    loc = rng.normal(size=(4, 1, 3, 2))
+    got = diag_mode_update(*(keras.ops.convert_to_tensor(a) for a in (precision, loc, resp)))
+    if keras.backend.backend() != "jax":  # JAX without jax_enable_x64 stores float32
+        assert keras.backend.standardize_dtype(got.dtype) == "float64"
+    weight = resp[..., None] * precision
+    want = (weight * loc).sum(-2) / weight.sum(-2)
+    tol = 1e-12 if keras.backend.standardize_dtype(got.dtype) == "float64" else 1e-6
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=tol, atol=tol)

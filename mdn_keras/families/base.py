@@ -284,9 +284,9 @@ def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:
         # The same precision for every start: one batched matrix product,
         # (..., S, K) @ (..., K, 2D), without broadcasting to the starts.
         d = loc.shape[-1]
-        both = ops.matmul(
-            resp, ops.concatenate([precision * loc, precision], axis=-1)[..., 0, :, :]
-        )
+        stacked = ops.concatenate([precision * loc, precision], axis=-1)[..., 0, :, :]
+        # einsum, not ops.matmul: Keras' torch matmul computes float64 in float32.
+        both = ops.einsum("...sk,...kd->...sd", resp, stacked)
         return both[..., :d] / both[..., d:]
     if backend == "tensorflow":
         weight = ops.expand_dims(resp, -1) * precision
