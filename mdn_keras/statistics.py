@@ -279,18 +279,21 @@ def _mode_search(
     log_pi = ops.expand_dims(ops.log_softmax(logits, axis=-1), -2)  # (..., 1, K)
     min_spread = ops.min(family.spread(parts), axis=-2, keepdims=True)  # (..., 1, D)
     resolution = 4.0 * float(np.finfo(keras.backend.standardize_dtype(loc.dtype)).eps)
+    log_prob = family.log_prob_fn(parts_s)  # the parameters' terms computed once
 
     def evaluate(x: Tensor) -> tuple:
         """`(log p(x_s) (..., S), responsibilities (..., S, K))`."""
-        weighted = log_pi + family.log_prob(parts_s, ops.expand_dims(x, -2))
+        weighted = log_pi + log_prob(ops.expand_dims(x, -2))
         # log-sum-exp and softmax sharing one exp (the max is finite: log_prob is).
         top = ops.max(weighted, axis=-1, keepdims=True)
         terms = ops.exp(weighted - top)
         total = ops.sum(terms, axis=-1, keepdims=True)
         return (top + ops.log(total))[..., 0], terms / total
 
+    mode_update = family.mode_update_fn(parts_s)
+
     def update(x: Tensor, resp: Tensor) -> Tensor:
-        return family.mode_update(parts_s, resp, x)
+        return mode_update(resp, x)
 
     def excess(x: Tensor, fx: Tensor) -> Tensor:
         """Largest excess of a plain step over the stopping threshold (done where <= 0).

@@ -14,6 +14,7 @@ import mdn_keras
 from backend_utils import BACKEND, compiled, to_numpy, value_and_grad
 from family_reference import (
     FAMILY_NAMES,
+    np_component_logpdf,
     np_family_log_prob,
     np_family_split,
     np_log_prob_points,
@@ -112,6 +113,49 @@ def test_log_prob_matches_scipy(rng, name, lead, d, k):
     got = to_numpy(mdn_keras.log_prob(params, y, d, k, component=name))
     assert got.shape == lead
     np.testing.assert_allclose(got, np_family_log_prob(params, y, d, k, name), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_prepared_log_prob_and_mode_update_equal_the_plain_ones(rng, name):
+    # `log_prob_fn` / `mode_update_fn` (the mode search's form, with the
+    # parameters' own terms computed once) give the plain methods' values,
+    # here for 3 starts (x (4, 3, D)) against the parts with a start axis.
+    d, k = 2, 3
+    family = mdn_keras.families.get_family(name)
+    params = ops.convert_to_tensor(random_family_params(rng, (4,), d, k, name))
+    _, *parts = mdn_keras.split_params(params, d, k, component=name)
+    parts = tuple(ops.expand_dims(p, 1) for p in parts)  # (4, 1, K, ...)
+    x = ops.convert_to_tensor(rng.normal(size=(4, 3, d)).astype("float32"))
+    resp = ops.softmax(ops.convert_to_tensor(rng.normal(size=(4, 3, k)).astype("float32")))
+    y = ops.expand_dims(x, -2)
+    want = to_numpy(family.log_prob(parts, y))
+    np.testing.assert_array_equal(to_numpy(family.log_prob_fn(parts)(y)), want)
+    np.testing.assert_allclose(
+        want, np_log_prob_of_starts(params, x, d, k, name), rtol=1e-5, atol=1e-5
+    )
+    update = to_numpy(family.mode_update_fn(parts)(resp, x))
+    np.testing.assert_array_equal(update, to_numpy(family.mode_update(parts, resp, x)))
+    if name == "normal":  # Gaussian mean-shift: sum_k r_k P_k loc_k / sum_k r_k P_k
+        loc, scale = (np.asarray(to_numpy(p), np.float64) for p in parts)
+        weight = np.asarray(to_numpy(resp), np.float64)[..., None] / scale**2
+        want = (weight * loc).sum(-2) / weight.sum(-2)
+        np.testing.assert_allclose(update, want, rtol=1e-5, atol=1e-5)
+
+
+def np_log_prob_of_starts(params, x, d, k, name):
+    """`(rows, S, K)` float64 component log-densities (SciPy) of each start `x[i, s]`."""
+    _, parts = np_family_split(to_numpy(params), d, k, name)
+    x = np.asarray(to_numpy(x), np.float64)
+    rows, starts = x.shape[:2]
+    return np.array(
+        [
+            [
+                [np_component_logpdf(name, parts, x[:, s], i, j) for j in range(k)]
+                for s in range(starts)
+            ]
+            for i in range(rows)
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

@@ -14,7 +14,9 @@ families lives in one small subclass of `Family` per family:
 * the component log-density (`log_prob`), one draw from a component
   (`sample`), its moments (`mean`, `variance`, `covariance`), its marginal
   cdf (`cdf`), a spread for brackets and tolerances (`spread`), the update of
-  the mode's fixed-point iteration (`mode_update`);
+  the mode's fixed-point iteration (`mode_update`), and optionally forms of
+  `log_prob` and `mode_update` that compute the parameters' own terms once
+  for many evaluations (`log_prob_fn`, `mode_update_fn`);
 * its TensorFlow Probability and `torch.distributions` twins (`tfp`, `torch`).
 
 Shapes: `K` components, `D` output dimensions. A family's parts have shape
@@ -24,6 +26,7 @@ Shapes: `K` components, `D` output dimensions. A family's parts have shape
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, ClassVar, Optional
 
@@ -119,6 +122,17 @@ class Family:
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
         """`(..., K)` log-density of `y` of shape `(..., 1, D)` under each component."""
         raise NotImplementedError
+
+    def log_prob_fn(self, parts: Parts) -> Callable[[Tensor], Tensor]:
+        """`y -> log_prob(parts, y)`, for evaluating many `y` against the same parts.
+
+        `mixture_mode` evaluates the density at every step of its iteration;
+        a family overrides this to compute the terms that depend on the
+        parameters alone (normalisers, reciprocal scales) once, outside the
+        loop (eager PyTorch has no compiler to hoist them). The values are
+        `log_prob`'s up to rounding.
+        """
+        return functools.partial(self.log_prob, parts)
 
     def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> Optional[tuple[Tensor, Callable]]:
         """`(log_prob(parts, y), vjp)` with a hand-written derivative, or None.
@@ -226,6 +240,12 @@ class Family:
         """
         raise NotImplementedError
 
+    def mode_update_fn(self, parts: Parts) -> Callable[[Tensor, Tensor], Tensor]:
+        """`(resp, x) -> mode_update(parts, resp, x)` for many steps with the same
+        parts: as `log_prob_fn`, a family whose update has terms that depend on
+        the parameters alone overrides it to compute them once."""
+        return functools.partial(self.mode_update, parts)
+
     # --- twins --------------------------------------------------------------
 
     def tfp(self, tfd: Any, parts: Parts) -> Any:
@@ -272,6 +292,16 @@ def standard_normal(u1: Tensor, u2: Tensor) -> Tensor:
 def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:
     """`sum_k r_k P_k loc_k / sum_k r_k P_k` for diagonal precisions `P` `(..., S, K, D)`.
 
+    `diag_mode_update_fn(precision, loc)(resp)`.
+    """
+    return diag_mode_update_fn(precision, loc)(resp)
+
+
+def diag_mode_update_fn(precision: Tensor, loc: Tensor) -> Callable[[Tensor], Tensor]:
+    """`resp -> sum_k r_k P_k loc_k / sum_k r_k P_k`, `(..., S, K)` -> `(..., S, D)`,
+    for diagonal precisions `P` and locations `(..., S, K, D)` (axis -3 may be
+    1); what depends on `P` and `loc` alone is computed once.
+
     On JAX and PyTorch the sums over `k` are contractions (`einsum`, about
     half the time of a broadcast product and a sum there); TensorFlow's
     broadcast product and sum is the faster of the two on its side. On
@@ -280,25 +310,36 @@ def diag_mode_update(precision: Tensor, loc: Tensor, resp: Tensor) -> Tensor:
     XLA's CPU batched products of these small matrices are 3-6x slower).
     """
     backend = keras.backend.backend()
+    if backend == "tensorflow":
+
+        def broadcast_update(resp: Tensor) -> Tensor:
+            weight = ops.expand_dims(resp, -1) * precision
+            return ops.sum(weight * loc, axis=-2) / ops.sum(weight, axis=-2)
+
+        return broadcast_update
+    weighted_loc = precision * loc
     if backend == "torch" and precision.shape[-3] == 1 and loc.shape[-3] == 1:
         # The same precision for every start: one batched matrix product,
         # (..., S, K) @ (..., K, 2D), without broadcasting to the starts.
         d = loc.shape[-1]
-        stacked = ops.concatenate([precision * loc, precision], axis=-1)[..., 0, :, :]
-        # einsum, not ops.matmul: Keras' torch matmul computes float64 in float32.
-        both = ops.einsum("...sk,...kd->...sd", resp, stacked)
-        return both[..., :d] / both[..., d:]
-    if backend == "tensorflow":
-        weight = ops.expand_dims(resp, -1) * precision
-        return ops.sum(weight * loc, axis=-2) / ops.sum(weight, axis=-2)
-    # Contractions need equal batch axes: a start-independent precision or loc
-    # (axis -3 of size 1) is broadcast to the starts first.
-    shape = ops.shape(resp)[:-1]
-    precision = ops.broadcast_to(precision, (*shape, *precision.shape[-2:]))
-    weighted_loc = ops.broadcast_to(precision * loc, (*shape, *precision.shape[-2:]))
-    return ops.einsum("...k,...kd->...d", resp, weighted_loc) / ops.einsum(
-        "...k,...kd->...d", resp, precision
-    )
+        stacked = ops.concatenate([weighted_loc, precision], axis=-1)[..., 0, :, :]
+
+        def stacked_update(resp: Tensor) -> Tensor:
+            # einsum, not ops.matmul: Keras' torch matmul computes float64 in float32.
+            both = ops.einsum("...sk,...kd->...sd", resp, stacked)
+            return both[..., :d] / both[..., d:]
+
+        return stacked_update
+
+    def update(resp: Tensor) -> Tensor:
+        # Contractions need equal batch axes: a start-independent precision or
+        # loc (axis -3 of size 1) is broadcast to the starts first.
+        shape = (*ops.shape(resp), precision.shape[-1])
+        return ops.einsum("...k,...kd->...d", resp, ops.broadcast_to(weighted_loc, shape)) / (
+            ops.einsum("...k,...kd->...d", resp, ops.broadcast_to(precision, shape))
+        )
+
+    return update
 
 
 _SQRT_HALF = math.sqrt(0.5)

@@ -16,7 +16,7 @@ from mdn_keras.families.base import (
     Family,
     Parts,
     ScaleFn,
-    diag_mode_update,
+    diag_mode_update_fn,
     gaussian_crps_terms,
     standard_normal,
 )
@@ -33,18 +33,6 @@ def gaussian_cdf(loc: Tensor, scale: Tensor, y: Tensor, portable: bool = False) 
     return 0.5 * erfc((loc - y) / (scale * math.sqrt(2.0)))
 
 
-def _log_prob_and_z(parts: Parts, y: Tensor) -> tuple[Tensor, Tensor]:
-    """`(..., K)` log-densities and the `(..., K, D)` standardised residuals."""
-    loc, scale = parts
-    z = (y - loc) / scale
-    log_p = (
-        -0.5 * ops.sum(ops.square(z), axis=-1)
-        - ops.sum(ops.log(scale), axis=-1)
-        - loc.shape[-1] * _HALF_LOG_2PI
-    )
-    return log_p, z
-
-
 class Normal(Family):
     """Diagonal Gaussian components: parts `loc (..., K, D)`, `scale (..., K, D)`."""
 
@@ -57,7 +45,18 @@ class Normal(Family):
         return [loc, scale_fn(scale)]
 
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
-        return _log_prob_and_z(parts, y)[0]
+        return self.log_prob_fn(parts)(y)
+
+    def log_prob_fn(self, parts: Parts) -> Callable[[Tensor], Tensor]:
+        loc, scale = parts
+        log_det = ops.sum(ops.log(scale), axis=-1)
+        const = loc.shape[-1] * _HALF_LOG_2PI
+
+        def log_prob(y: Tensor) -> Tensor:
+            z = (y - loc) / scale
+            return -0.5 * ops.sum(ops.square(z), axis=-1) - log_det - const
+
+        return log_prob
 
     def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> tuple[Tensor, Callable]:
         # d/d loc = z / s, d/d s = (z^2 - 1) / s, d/d y = -z / s, z = (y - loc) / s.
@@ -97,8 +96,12 @@ class Normal(Family):
         return gaussian_crps_terms(parts[0], parts[1], y)
 
     def mode_update(self, parts: Parts, resp: Tensor, x: Tensor) -> Tensor:
+        return self.mode_update_fn(parts)(resp, x)
+
+    def mode_update_fn(self, parts: Parts) -> Callable[[Tensor, Tensor], Tensor]:
         loc, scale = parts
-        return diag_mode_update(1.0 / ops.square(scale), loc, resp)
+        update = diag_mode_update_fn(1.0 / ops.square(scale), loc)
+        return lambda resp, x: update(resp)
 
     def tfp(self, tfd: Any, parts: Parts) -> Any:
         loc, scale = parts

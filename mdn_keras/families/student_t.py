@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from keras import ops
@@ -63,12 +63,20 @@ class StudentT(Family):
         return [loc, scale_fn(scale), softplus(df) + self.min_df]
 
     def log_prob(self, parts: Parts, y: Tensor) -> Tensor:
+        return self.log_prob_fn(parts)(y)
+
+    def log_prob_fn(self, parts: Parts) -> Callable[[Tensor], Tensor]:
         loc, scale, df = parts
-        z = (y - loc) / scale
         half_df = 0.5 * df
         log_norm = log_gamma_half_ratio(half_df) - 0.5 * ops.log(df) - _HALF_LOG_PI
-        log_kernel = (half_df + 0.5) * ops.log1p(ops.square(z) / df)
-        return ops.sum(log_norm - ops.log(scale) - log_kernel, axis=-1)
+        log_norm = log_norm - ops.log(scale)
+        power = half_df + 0.5
+
+        def log_prob(y: Tensor) -> Tensor:
+            z = (y - loc) / scale
+            return ops.sum(log_norm - power * ops.log1p(ops.square(z) / df), axis=-1)
+
+        return log_prob
 
     def sample_from_noise(self, parts: Parts, sigma_scale: Tensor, uniform: Tensor) -> Tensor:
         loc, scale, df = parts
