@@ -50,7 +50,10 @@ class Family:
     option that changes a result must be in `get_config`: equal families
     share compiled programs (`mdn_keras._compile`) and serialised forms. A
     subclass that changes the component density must set `symmetric` for
-    itself rather than inherit it.
+    itself rather than inherit it, and one that overrides `log_prob` or
+    `mode_update` overrides `log_prob_fn` or `mode_update_fn` too (or sets
+    them back to `Family`'s, which call the plain methods): `mixture_mode`
+    uses those forms.
     """
 
     #: Registry name, as passed in `component="..."`.
