@@ -290,10 +290,7 @@ def _mode_search(
         total = ops.sum(terms, axis=-1, keepdims=True)
         return (top + ops.log(total))[..., 0], terms / total
 
-    mode_update = family.mode_update_fn(parts_s)
-
-    def update(x: Tensor, resp: Tensor) -> Tensor:
-        return mode_update(resp, x)
+    update = family.mode_update_fn(parts_s)  # (resp, x) -> F(x)
 
     def excess(x: Tensor, fx: Tensor) -> Tensor:
         """Largest excess of a plain step over the stopping threshold (done where <= 0).
@@ -312,10 +309,10 @@ def _mode_search(
         x0: Tensor, log_p0: Tensor, x1: Tensor, step: Tensor, cap: Tensor, cycles: Tensor
     ) -> tuple:
         log_p1, resp1 = evaluate(x1)
-        x2 = update(x1, resp1)
+        x2 = update(resp1, x1)
         if not accelerate:
             log_p2, resp2 = evaluate(x2)
-            fx = update(x2, resp2)
+            fx = update(resp2, x2)
             return x2, log_p2, fx, excess(x2, fx), cap, cycles + 1
         r = x1 - x0
         v = x2 - 2.0 * x1 + x0
@@ -326,7 +323,7 @@ def _mode_search(
         alpha = ops.where(alpha > -cap, alpha, -cap)
         xa = x0 - 2.0 * alpha * r + ops.square(alpha) * v
         log_pa, resp_a = evaluate(xa)
-        fa = update(xa, resp_a)
+        fa = update(resp_a, xa)
         # NaN or a lower density at the extrapolated point: the plain step.
         keep = log_pa >= log_p1
         keep_d = ops.expand_dims(keep, -1)
@@ -341,7 +338,7 @@ def _mode_search(
         return x, log_p, fx, excess(x, fx), cap, cycles + 1
 
     log_p0, resp0 = evaluate(loc)
-    fx0 = update(loc, resp0)
+    fx0 = update(resp0, loc)
     cap = ops.ones_like(loc[..., :1])  # (..., K, 1): the largest |alpha| tried, per start
     state = (loc, log_p0, fx0, excess(loc, fx0), cap, ops.convert_to_tensor(0, dtype="int32"))
     max_cycles = max(1, (num_iterations - 1) // 2)
