@@ -45,6 +45,7 @@ from mdn_keras.density import check_target
 from mdn_keras.families import ComponentLike, Family
 from mdn_keras.params import check_positive_int
 from mdn_keras.sampling import sample
+from mdn_keras.shapes import reduce_max
 from mdn_keras.statistics import _marginal_cdf, _split, marginal_cdf, mixing_probs
 from mdn_keras.types import Seed, Tensor
 
@@ -149,7 +150,8 @@ def _quadrature(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Tenso
     breaks = ops.convert_to_tensor(np.asarray(_BREAKS), dtype=dtype)
     cuts = ops.expand_dims(loc, -1) + ops.expand_dims(spread, -1) * breaks  # (..., K, D, C)
     cuts = ops.moveaxis(cuts, -3, -2)  # (..., D, K, C)
-    cuts = ops.reshape(cuts, (*tuple(ops.shape(y)), -1))
+    pieces = loc.shape[-2] * len(_BREAKS)  # static, so an empty batch reshapes too
+    cuts = ops.reshape(cuts, (*tuple(ops.shape(y)), pieces))
     cuts = ops.sort(ops.concatenate([cuts, ops.expand_dims(y, -1)], axis=-1), axis=-1)
     lo, hi = cuts[..., :-1], cuts[..., 1:]  # (..., D, P)
 
@@ -158,8 +160,9 @@ def _quadrature(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Tenso
     w = ops.convert_to_tensor(w, dtype=dtype)
     half = ops.expand_dims(0.5 * (hi - lo), -1)
     mid = ops.expand_dims(0.5 * (hi + lo), -1)
-    inner_z = ops.reshape(mid + half * x, (*tuple(ops.shape(y)), -1))  # (..., D, P*n)
-    inner_w = ops.reshape(half * w, (*tuple(ops.shape(y)), -1))
+    inner = (*tuple(ops.shape(y)), pieces * _NODES_PER_INTERVAL)
+    inner_z = ops.reshape(mid + half * x, inner)  # (..., D, P*n)
+    inner_w = ops.reshape(half * w, inner)
 
     xt, wt = _legendre(_NODES_PER_TAIL)
     t = 0.5 * (xt + 1.0)  # (0, 1)
@@ -167,7 +170,7 @@ def _quadrature(family: Family, probs: Tensor, parts: tuple, y: Tensor) -> Tenso
     jacobian = 0.5 * wt / np.square(1.0 - t)
     stretch = ops.convert_to_tensor(stretch, dtype=dtype)
     jacobian = ops.convert_to_tensor(jacobian, dtype=dtype)
-    width = ops.expand_dims(ops.max(spread, axis=-2), -1)  # (..., D, 1)
+    width = ops.expand_dims(reduce_max(spread, axis=-2), -1)  # (..., D, 1)
     left_z = cuts[..., :1] - width * stretch
     right_z = cuts[..., -1:] + width * stretch
     tail_w = width * jacobian

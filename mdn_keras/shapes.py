@@ -3,12 +3,14 @@ shape strings for error messages, and the split of the flat last axis."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import keras
 from keras import ops
 
 from mdn_keras.types import Shape, Tensor
+
+Axis = Union[int, tuple[int, ...]]
 
 
 def shape_str(shape: Shape) -> str:
@@ -59,3 +61,22 @@ def split_last(x: Tensor, sizes: Sequence[int]) -> list:
         total += size
         bounds.append(total)
     return list(ops.split(x, bounds, axis=-1))
+
+
+def reduce_max(x: Tensor, axis: Axis, keepdims: bool = False) -> Tensor:
+    """`ops.amax` over non-empty `axis`, also for a batch of no rows.
+
+    Keras' `max` and `min` raise for any tensor with no elements on PyTorch
+    (and on TensorFlow, eagerly), even where the reduced axes are not empty
+    and the result is just as empty; the sum has that result's shape.
+    """
+    if 0 in tuple(x.shape):
+        return ops.sum(x, axis=axis, keepdims=keepdims)
+    return ops.amax(x, axis=axis, keepdims=keepdims)
+
+
+def reduce_min(x: Tensor, axis: Axis, keepdims: bool = False) -> Tensor:
+    """`ops.amin` over non-empty `axis`, also for a batch of no rows (see `reduce_max`)."""
+    if 0 in tuple(x.shape):
+        return ops.sum(x, axis=axis, keepdims=keepdims)
+    return ops.amin(x, axis=axis, keepdims=keepdims)

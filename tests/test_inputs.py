@@ -461,3 +461,47 @@ def test_float64_policy_computes_in_float64_or_raises_on_jax_without_x64(rng):
         out = mdn_keras.MDN(2, 3, dtype="float64")(x)
     assert dtype_name(out) == "float64"
     assert math.isfinite(float(np.sum(to_numpy(out))))
+
+
+# ------------------------------------------------------------ batches of no rows
+
+
+@pytest.mark.parametrize("name", ["normal", "laplace", "student_t", "mvn_tril"])
+@pytest.mark.parametrize("d", [1, 2])
+def test_statistics_and_scores_take_a_batch_of_no_rows(rng, name, d):
+    # Keras' max and min raise for a tensor with no elements (PyTorch;
+    # TensorFlow eagerly) even where the reduced axes are not empty. A batch
+    # of no rows gives results of no rows, of the trailing shape of any batch.
+    k = 3
+    size = mdn_keras.params_size(d, k, name)
+    rows = rng.uniform(0.5, 1.5, (2, size)).astype(F32)  # valid for every family
+    calls = {
+        "mixture_mode": lambda p, y: mdn_keras.mixture_mode(p, d, k, component=name),
+        "mixture_mean": lambda p, y: mdn_keras.mixture_mean(p, d, k, component=name),
+        "mixture_variance": lambda p, y: mdn_keras.mixture_variance(p, d, k, component=name),
+        "mixture_covariance": lambda p, y: mdn_keras.mixture_covariance(p, d, k, component=name),
+        "most_probable_component_mean": lambda p, y: mdn_keras.most_probable_component_mean(
+            p, d, k, component=name
+        ),
+        "log_prob": lambda p, y: mdn_keras.log_prob(p, y, d, k, component=name),
+        "mdn_nll": lambda p, y: mdn_keras.mdn_nll(y, p, d, k, component=name),
+        "marginal_cdf": lambda p, y: mdn_keras.marginal_cdf(p, y, d, k, component=name),
+        "crps": lambda p, y: mdn_keras.crps(p, y, d, k, component=name),
+        "energy_score": lambda p, y: mdn_keras.energy_score(p, y, d, k, component=name, seed=1),
+        "pit": lambda p, y: mdn_keras.pit(p, y, d, k, component=name),
+        "sample": lambda p, y: mdn_keras.sample(p, d, k, component=name, seed=1),
+    }
+    if d == 1:
+        calls["mixture_quantile"] = lambda p, y: mdn_keras.mixture_quantile(
+            p, 0.3, d, k, component=name
+        )
+        calls["prediction_interval"] = lambda p, y: mdn_keras.prediction_interval(
+            p, 0.9, d, k, component=name
+        )
+        calls["mixture_cdf"] = lambda p, y: mdn_keras.mixture_cdf(p, y[:, 0], d, k, component=name)
+    for label, call in calls.items():
+        full = call(rows, np.zeros((2, d), F32))
+        empty = call(rows[:0], np.zeros((0, d), F32))
+        want = keras.tree.map_structure(lambda t: (0, *to_numpy(t).shape[1:]), full)
+        got = keras.tree.map_structure(lambda t: to_numpy(t).shape, empty)
+        assert got == want, (label, got, want)

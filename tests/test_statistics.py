@@ -1,6 +1,7 @@
 """Mixture statistics against float64 NumPy/SciPy references, on every backend."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -247,6 +248,57 @@ def test_mode_loop_stops_by_its_tolerance_on_random_float32_mixtures(rng):
     np.testing.assert_allclose(
         np_log_prob(params, default, 2, 5), np_log_prob(params, mode, 2, 5), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ["normal", "laplace", "student_t", "mvn_tril"])
+def test_a_rows_mode_does_not_depend_on_the_other_rows_of_its_batch(name, rng):
+    # Each row stops on its own: rows that stop early are not moved further by
+    # the cycles that slower rows of the same batch still need.
+    d, k = 2, 3
+    params = random_family_params(rng, (24,), d, k, name)
+    batch = to_np(mixture_mode(params, d, k, component=name))
+    alone = np.concatenate([to_np(mixture_mode(row[None], d, k, component=name)) for row in params])
+    if name == "mvn_tril" or os.environ.get("MDN_KERAS_TEST_DEVICE") == "gpu":
+        # Batched linear algebra (XLA's on TensorFlow) and GPU kernels may
+        # round differently by batch size (flat ridges amplify it).
+        np.testing.assert_allclose(batch, alone, rtol=1e-4, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(batch, alone)
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="eager JAX compiles each op for every new batch size")
+@pytest.mark.parametrize("name", ["normal", "student_t"])
+def test_the_compacting_mode_loop_matches_the_masked_one_and_drops_stopped_rows(
+    name, rng, monkeypatch
+):
+    # PyTorch's loop (Python) iterates only the rows still running; run
+    # eagerly on TensorFlow too, it must give the masked loop's result.
+    from mdn_keras.statistics import _mode_search, _split
+
+    d, k = 2, 3
+    params = keras.ops.convert_to_tensor(random_family_params(rng, (4, 8), d, k, name))
+    family, _, logits, parts = _split(params, d, k, name)
+    rows_seen = []
+    prepare = type(family).log_prob_fn
+
+    def spy(self, parts):
+        rows_seen.append(int(np.prod(parts[0].shape[:-3])))
+        return prepare(self, parts)
+
+    monkeypatch.setattr(type(family), "log_prob_fn", spy)
+    masked, masked_cycles = _mode_search(family, logits, parts, 31, 1e-6, compact=False)
+    assert rows_seen == [32]
+    rows_seen.clear()
+    compact, compact_cycles = _mode_search(family, logits, parts, 31, 1e-6, compact=True)
+    assert to_np(compact).shape == (4, 8, d)
+    if BACKEND == "torch":  # where mixture_mode uses it
+        np.testing.assert_array_equal(to_np(compact), to_np(masked))
+    else:  # eager kernels may round by batch size
+        np.testing.assert_allclose(to_np(compact), to_np(masked), rtol=1e-6, atol=1e-7)
+    assert int(to_np(compact_cycles)) == int(to_np(masked_cycles)) > 2
+    # The whole batch (as given, then flattened), then fewer and fewer rows.
+    assert rows_seen[:2] == [32, 32] and 0 < rows_seen[-1] < 32, rows_seen
+    assert all(b < a for a, b in zip(rows_seen[1:-1], rows_seen[2:], strict=True)), rows_seen
 
 
 # --- cdf, quantile, interval ----------------------------------------------------
