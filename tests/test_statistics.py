@@ -304,6 +304,36 @@ def test_the_compacting_mode_loop_matches_the_masked_one_and_drops_stopped_rows(
 # --- cdf, quantile, interval ----------------------------------------------------
 
 
+def test_until_settled_stops_one_step_after_the_state_stops_changing():
+    from mdn_keras.statistics import _until_settled
+
+    def step(_, state):
+        (x,) = state  # +1 up to 5; NaN stays NaN (NaN < 5 is False)
+        return (x + keras.ops.where(x < 5.0, 1.0, 0.0),)
+
+    start = keras.ops.convert_to_tensor(np.array([0.0, 3.0, np.nan], np.float32))
+    (x,), steps = _until_settled(step, (start,), 64)
+    np.testing.assert_array_equal(to_np(x), [5.0, 5.0, np.nan])
+    assert int(to_np(steps)) == 6  # five that change the first entry, one that confirms
+
+    (x,), steps = _until_settled(lambda _, s: (s[0] + 1.0,), (start,), 7)  # never settles
+    np.testing.assert_array_equal(to_np(x), [7.0, 10.0, np.nan])
+    assert int(to_np(steps)) == 7
+
+
+@pytest.mark.parametrize("name", ["normal", "student_t"])
+def test_quantile_bisection_ends_where_any_number_of_further_halvings_would(name, rng):
+    # The bisection stops once a halving changes no bracket; later halvings
+    # would leave it as it is, so a larger budget gives the same bits.
+    params = random_family_params(rng, (64,), 1, 3, name)
+    q = rng.uniform(0.01, 0.99, size=(1, 64)).astype(np.float32)  # one level per row
+    default = to_np(mixture_quantile(params, q, 1, 3, component=name))[0]
+    longer = to_np(mixture_quantile(params, q, 1, 3, num_iterations=200, component=name))[0]
+    np.testing.assert_array_equal(default, longer)
+    cdf = to_np(mixture_cdf(params, default, 1, 3, component=name))
+    np.testing.assert_allclose(cdf, q[0], atol=2e-6)
+
+
 @pytest.mark.parametrize("batch", BATCH_SHAPES)
 def test_cdf_matches_reference(batch, rng):
     k = 4
