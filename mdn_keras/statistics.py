@@ -229,9 +229,10 @@ def mixture_mode(
     has stopped keeps its points while others still run, so a row's result
     does not depend on the other rows of the batch. The loop is
     `keras.ops.while_loop` (static shapes, so it compiles under `jax.jit`
-    and `tf.function`); where loops run in Python (PyTorch) the stopped rows
-    leave the batch instead, so later cycles cost only the rows still
-    running (on 100,000 random rows, about a quarter of them after six cycles).
+    and `tf.function`); where loops run in Python (PyTorch), in batches of
+    `COMPACT_MIN_ROWS` rows or more the stopped rows leave the batch
+    instead, so later cycles cost only the rows still running (on 100,000
+    random rows, about a quarter of them after six cycles).
     Every row runs at most `max(1, (num_iterations - 1) // 2)` cycles, so
     with the update before them at most `num_iterations` updates (3 where
     `num_iterations < 3`). With the default, 31 updates (15 cycles), on
@@ -280,7 +281,8 @@ def _mode_search(
     that ran longest); `accelerate=False` runs the plain iteration with the
     same stopping rule (two steps of `F` a cycle), for comparison.
     `compact` picks the loop that drops stopped rows (eager tensors only);
-    `None` picks it where loops run in Python.
+    `None` picks it where loops run in Python, for `COMPACT_MIN_ROWS` rows
+    or more.
     """
     loc = parts[0]
     resolution = 4.0 * float(np.finfo(keras.backend.standardize_dtype(loc.dtype)).eps)
@@ -295,7 +297,9 @@ def _mode_search(
     )
     start = search.start(loc)
     max_cycles = max(1, (num_iterations - 1) // 2)
-    if _runs_python_loops(loc) if compact is None else compact:
+    if compact is None:
+        compact = _runs_python_loops(loc) and math.prod(loc.shape[:-2]) >= COMPACT_MIN_ROWS
+    if compact:
         x, log_p, cycles = _compacting_loop(search, start, max_cycles)
     else:
         x, log_p, cycles = _masked_loop(search, start, max_cycles)
@@ -485,6 +489,13 @@ def _compacting_loop(search: _ModeIteration, state: tuple, max_cycles: int) -> t
     )
 
 
+#: Fewest rows for which `mixture_mode` on PyTorch drops stopped rows from its
+#: loop: below about a thousand rows the gathers cost more than they save
+#: (eager PyTorch, D=2, K=5: 1.35-1.6x the masked loop's time at 16-256 rows,
+#: 0.73x at 1,024, 0.57x at 4,096).
+COMPACT_MIN_ROWS = 1024
+
+
 def _runs_python_loops(x: Tensor) -> bool:
     """True where `ops.while_loop` would run as a Python loop on concrete values (PyTorch)."""
     return keras.backend.backend() == "torch" and not isinstance(x, keras.KerasTensor)
@@ -617,9 +628,12 @@ def mixture_quantile(
     and float64 spacing, so the answer is as exact as `mixture_cdf` allows:
     where the density at the quantile is `p`, its error is about `1e-7 / p`
     in float32. The loop ends early once a step changes no bracket (all have
-    reached adjacent floats, about 45 steps in float32), with the bits the
-    remaining steps would give. Where `F` is flat at level `q` (a gap between
-    components) any point of the flat stretch is a valid quantile.
+    reached adjacent floats, 45-57 steps in float32), with the bits the
+    remaining steps would give. The quantile is a numerical root, not meant
+    to be differentiated: its loop cannot be reverse-differentiated on JAX,
+    and elsewhere a gradient would flow only through the starting bracket.
+    Where `F` is flat at level `q` (a gap between components) any point of
+    the flat stretch is a valid quantile.
 
     The shape rule for `q` is NumPy's (`numpy.quantile`), the same on every
     backend for Python numbers, NumPy arrays and tensors, plus a per-row form:
@@ -748,10 +762,12 @@ def _until_settled(step: Any, state: tuple, num_iterations: int) -> tuple[tuple,
     `step(i, state)`, ending early once one changes nothing (NaN equal to NaN).
 
     `step` must not depend on `i`: a state it leaves unchanged is then left
-    unchanged by every later step, so the result is bit for bit that of all
-    `num_iterations` steps. A float32 bisection settles (its brackets reach
-    adjacent floats) after about 45 halvings on random mixtures, instead of
-    the 64 it may need. `steps` (int32) counts the applications.
+    unchanged by every later step, so the result is that of all
+    `num_iterations` steps (bit for bit, but for the sign of a zero or a
+    NaN's payload, which `==` does not see). A float32 bisection settles (its
+    brackets reach adjacent floats) after 45-57 halvings on random
+    mixtures, instead of the 64 it may need; float64 needs all 64. `steps`
+    (int32) counts the applications.
     """
 
     def cond(*loop: Tensor) -> Tensor:
