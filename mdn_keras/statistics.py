@@ -23,7 +23,7 @@ compiled program (`mdn_keras._compile`); inside a trace they are traced as is.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import keras
 import numpy as np
@@ -339,24 +339,23 @@ class _ModeIteration:
 
     def take(self, rows: Tensor) -> _ModeIteration:
         """The iteration on `rows` (int indices) of a batch with one leading axis."""
-        return _ModeIteration(
-            self.family,
-            ops.take(self.log_pi, rows, axis=0),
-            tuple(ops.take(part, rows, axis=0) for part in self.parts),
-            ops.take(self.min_spread, rows, axis=0),
-            *self.options,
-        )
+        return self._map_rows(lambda t, _: ops.take(t, rows, axis=0))
 
     def flat(self) -> _ModeIteration:
         """The same rows with the leading axes flattened into one."""
+        return self._map_rows(_flat_rows)
+
+    def _map_rows(self, fn: Callable[[Tensor, int], Tensor]) -> _ModeIteration:
+        """The iteration on `fn(t, trailing)` of each of its row tensors `t`,
+        whose last `trailing` axes belong to one row."""
         return _ModeIteration(
             self.family,
-            _flat_rows(self.log_pi, 1),
+            fn(self.log_pi, 1),
             tuple(
-                _flat_rows(part, 1 + ndims)
+                fn(part, 1 + ndims)
                 for part, ndims in zip(self.parts, self.family.part_event_ndims(), strict=True)
             ),
-            _flat_rows(self.min_spread, 2),
+            fn(self.min_spread, 2),
             *self.options,
         )
 
