@@ -15,13 +15,17 @@
 #      K=8, D=16, with achieved bytes/s against the device's peak bandwidth:
 #         bytes moved = 4 * B * (2P + D), P = K(2D + 1)
 #      (parameters and targets read once, their gradient written once, float32);
-#   3. the train step (benchmarks/train_step.py) at B = 65,536 .. 1,048,576.
+#   3. the train step (benchmarks/train_step.py) at B = 65,536 .. 1,048,576;
+#   4. if BENCHMARKS names "statistics": mode, quantile and interval of
+#      100,000 rows (benchmarks/mixture_statistics.py) and, on PyTorch, the
+#      mode's compacting loop against its masked loop (--mode-loops).
 # Exits non-zero if any test run fails. QUICK=1 stops the benchmarks at 262,144.
 #
 # Environment knobs: BACKENDS; QUICK=1; BATCHES (comma list, overrides QUICK);
 # TRAIN_BATCHES (the train step's, default BATCHES); TRAIN_ROUNDS (default 7);
 # TESTS (pytest paths, default "tests"; "none" skips the tests); BENCHMARKS
-# (default "loss_grad train_step"; "none" skips them);
+# (default "loss_grad train_step"; any of "loss_grad statistics train_step",
+# run in that order; "none" skips them);
 # TEST_WORKERS (pytest-xdist workers per backend where xdist is installed,
 # default 6; 0 runs in one process); LOG_DIR (a folder: each step's output is
 # also written there); TEST_DEVICE (default gpu; cpu for a dry run elsewhere).
@@ -146,11 +150,21 @@ else
   BATCHES=65536,262144,1048576
 fi
 case " $BENCHMARKS " in *" loss_grad "*) LG_BACKENDS="$BACKENDS" ;; *) LG_BACKENDS="" ;; esac
+case " $BENCHMARKS " in *" statistics "*) ST_BACKENDS="$BACKENDS" ;; *) ST_BACKENDS="" ;; esac
 case " $BENCHMARKS " in *" train_step "*) TS_BACKENDS="$BACKENDS" ;; *) TS_BACKENDS="" ;; esac
 for backend in $LG_BACKENDS; do
   echo "===== KERAS_BACKEND=$backend: loss + gradient, K=8, D=16"
   KERAS_BACKEND=$backend $PY benchmarks/loss_grad.py --batch "$BATCHES" --rounds 11 \
     2>&1 | tee "$LOG_DIR/loss_grad_$backend.log" || status=1
+done
+for backend in $ST_BACKENDS; do
+  echo "===== KERAS_BACKEND=$backend: statistics of 100,000 rows"
+  {
+    KERAS_BACKEND=$backend $PY benchmarks/mixture_statistics.py || exit 1
+    if [ "$backend" = torch ]; then
+      KERAS_BACKEND=$backend $PY benchmarks/mixture_statistics.py --mode-loops 5 || exit 1
+    fi
+  } 2>&1 | tee "$LOG_DIR/statistics_$backend.log" || status=1
 done
 TRAIN_BATCHES="${TRAIN_BATCHES:-$BATCHES}"
 for backend in $TS_BACKENDS; do

@@ -17,6 +17,7 @@ every script run from here.)
 
     KERAS_BACKEND=jax python benchmarks/mixture_statistics.py
     KERAS_BACKEND=torch python benchmarks/mixture_statistics.py --only quantile,interval
+    KERAS_BACKEND=torch python benchmarks/mixture_statistics.py --mode-loops 7
 """
 
 from __future__ import annotations
@@ -31,9 +32,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import BACKEND, compiled, device_name, markdown_table, median, versions  # noqa: E402
+from _common import (  # noqa: E402
+    BACKEND,
+    compiled,
+    device_name,
+    interleaved,
+    markdown_table,
+    median,
+    ratio,
+    versions,
+)
 
 import mdn_keras  # noqa: E402
+from mdn_keras import statistics  # noqa: E402
 
 K = 5
 TARGETS = {"mode": 2.0, "quantile": 0.5, "interval": 0.5}
@@ -78,6 +89,28 @@ def workloads(rows: int) -> dict[str, tuple[Callable[[Any], Any], Any]]:
     }
 
 
+def compare_mode_loops(rows: int, rounds: int) -> None:
+    """PyTorch: `mixture_mode` with stopped rows dropped against kept, interleaved."""
+    params = keras.ops.convert_to_tensor(random_params(rows, 2, K))
+    default = statistics.COMPACT_MIN_ROWS
+
+    def run(min_rows: int) -> Any:
+        statistics.COMPACT_MIN_ROWS = min_rows
+        try:
+            return keras.ops.convert_to_numpy(mdn_keras.mixture_mode(params, 2, K))
+        finally:
+            statistics.COMPACT_MIN_ROWS = default
+
+    candidates = {"compacting": lambda: run(0), "masked": lambda: run(rows + 1)}
+    np.testing.assert_array_equal(candidates["compacting"](), candidates["masked"]())
+    samples = interleaved(candidates, rounds, min_time=0.0, warmup=1)
+    print(f"mode loops, {rows:,} rows, D=2, K={K}, median of {rounds} interleaved rounds:")
+    for name, times in samples.items():
+        print(f"  {name:<11s} {median(times):8.3f} s")
+    print(f"  compacting/masked {ratio(samples, 'compacting', 'masked'):.2f}x")
+    print(f"  (mixture_mode compacts from COMPACT_MIN_ROWS={default:,} rows)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -93,7 +126,20 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated subset of mode,quantile,interval")
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled rows")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager rows")
+    parser.add_argument(
+        "--mode-loops",
+        type=int,
+        metavar="ROUNDS",
+        help="PyTorch only: time the mode's compacting loop against its masked loop "
+        "(ROUNDS interleaved rounds) instead of the table",
+    )
     args = parser.parse_args()
+    if args.mode_loops:
+        if BACKEND != "torch":
+            parser.error("--mode-loops compares the PyTorch loops; use KERAS_BACKEND=torch")
+        print(f"backend={BACKEND}  device={device_name()}  {versions()}")
+        compare_mode_loops(args.rows, args.mode_loops)
+        return
     wanted = args.only.split(",") if args.only else list(TARGETS)
     print(f"backend={BACKEND}  device={device_name()}  {versions()}  rows={args.rows:,}")
     rows = []
