@@ -112,6 +112,9 @@ PYEOF
 export PYTHONPATH="$PLUGIN_DIR:$PYTHONPATH"
 
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# PyTorch: one step at B=1M, D=32 of the mvn_tril candidate allocates 20 GiB
+# tensors; without expandable segments fragmentation alone can exhaust the GPU.
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
 LOG_DIR="${LOG_DIR:-$(mktemp -d)}"
 mkdir -p "$LOG_DIR"
 WORKERS="${TEST_WORKERS:-6}"

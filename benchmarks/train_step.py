@@ -183,17 +183,37 @@ def run_cell(batch: int, d: int, k: int, rounds: int, min_time: float) -> dict[s
         for name, (model, floor) in models.items()
     }
     order = list(fns)
-    failed = []
-    for name in order:  # a candidate that runs out of device memory is reported, not fatal
-        try:
-            sync(fns[name]())
-        except Exception as error:
-            if not out_of_memory(error):
-                raise
-            print(f"  B={batch} D={d} {name}: out of memory ({type(error).__name__})", flush=True)
-            failed.append(name)
-            del fns[name]
-    samples = interleaved(fns, rounds=rounds, min_time=min_time, warmup=3)
+    failed: list[str] = []
+
+    def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """`fn`, but a candidate that runs out of device memory (at its first
+        call or any later one) is reported and dropped, not fatal."""
+
+        def call() -> Any:
+            if name in failed:
+                return None
+            try:
+                return fn()
+            except Exception as error:
+                if not out_of_memory(error):
+                    raise
+                kind = type(error).__name__
+                print(f"  B={batch} D={d} {name}: out of memory ({kind})", flush=True)
+                failed.append(name)
+                return None
+
+        return call
+
+    fns = {name: guarded(name, fn) for name, fn in fns.items()}
+    for name in order:
+        sync(fns[name]())
+    samples = interleaved(
+        {n: f for n, f in fns.items() if n not in failed},
+        rounds=rounds,
+        min_time=min_time,
+        warmup=3,
+    )
+    samples = {n: s for n, s in samples.items() if n not in failed}
     return {"batch": batch, "d": d, "k": k, "samples": samples, "order": order, "oom": failed}
 
 

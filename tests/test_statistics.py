@@ -293,9 +293,9 @@ def test_the_compacting_mode_loop_matches_the_masked_one_and_drops_stopped_rows(
     rows_seen.clear()
     compact, compact_cycles = _mode_search(family, logits, parts, 31, 1e-6, compact=True)
     assert to_np(compact).shape == (4, 8, d)
-    if BACKEND == "torch":  # where mixture_mode uses it
+    if BACKEND == "torch" and os.environ.get("MDN_KERAS_TEST_DEVICE") != "gpu":
         np.testing.assert_array_equal(to_np(compact), to_np(masked))
-    else:  # eager kernels may round by batch size
+    else:  # eager (TensorFlow's) and GPU kernels may round by batch size
         np.testing.assert_allclose(to_np(compact), to_np(masked), rtol=1e-6, atol=1e-7)
     assert int(to_np(compact_cycles)) == int(to_np(masked_cycles)) > 2
     # The whole batch (as given, then flattened), then fewer and fewer rows.
