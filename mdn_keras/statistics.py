@@ -227,12 +227,14 @@ def mixture_mode(
     `|x|`: in float32 a smaller step is rounding noise, and without this
     allowance the loop would never stop away from the origin). A row that
     has stopped keeps its points while others still run, so a row's result
-    does not depend on the other rows of the batch. The loop is
+    does not depend on the other rows of the batch (on a CPU bit for bit;
+    GPU kernels may round differently by batch size). The loop is
     `keras.ops.while_loop` (static shapes, so it compiles under `jax.jit`
-    and `tf.function`); where loops run in Python (PyTorch), in batches of
-    `COMPACT_MIN_ROWS` rows or more the stopped rows leave the batch
-    instead, so later cycles cost only the rows still running (on 100,000
-    random rows, about a quarter of them after six cycles).
+    and `tf.function`); where loops run in Python on a CPU (PyTorch), in
+    batches of `COMPACT_MIN_ROWS` rows or more the stopped rows leave the
+    batch instead, so later cycles cost only the rows still running (on
+    100,000 random rows, about a quarter of them after six cycles; on a GPU
+    the gathers cost more than they save).
     Every row runs at most `max(1, (num_iterations - 1) // 2)` cycles, so
     with the update before them at most `num_iterations` updates (3 where
     `num_iterations < 3`). With the default, 31 updates (15 cycles), on
@@ -281,8 +283,8 @@ def _mode_search(
     that ran longest); `accelerate=False` runs the plain iteration with the
     same stopping rule (two steps of `F` a cycle), for comparison.
     `compact` picks the loop that drops stopped rows (eager tensors only);
-    `None` picks it where loops run in Python, for `COMPACT_MIN_ROWS` rows
-    or more.
+    `None` picks it where loops run in Python on a CPU, for
+    `COMPACT_MIN_ROWS` rows or more.
     """
     loc = parts[0]
     resolution = 4.0 * float(np.finfo(keras.backend.standardize_dtype(loc.dtype)).eps)
@@ -298,7 +300,11 @@ def _mode_search(
     start = search.start(loc)
     max_cycles = max(1, (num_iterations - 1) // 2)
     if compact is None:
-        compact = _runs_python_loops(loc) and math.prod(loc.shape[:-2]) >= COMPACT_MIN_ROWS
+        compact = (
+            _runs_python_loops(loc)
+            and _on_cpu(loc)
+            and math.prod(loc.shape[:-2]) >= COMPACT_MIN_ROWS
+        )
     if compact:
         x, log_p, cycles = _compacting_loop(search, start, max_cycles)
     else:
@@ -491,13 +497,21 @@ def _compacting_loop(search: _ModeIteration, state: tuple, max_cycles: int) -> t
 #: Fewest rows for which `mixture_mode` on PyTorch drops stopped rows from its
 #: loop: below about a thousand rows the gathers cost more than they save
 #: (eager PyTorch, D=2, K=5: 1.35-1.6x the masked loop's time at 16-256 rows,
-#: 0.73x at 1,024, 0.57x at 4,096).
+#: 0.73x at 1,024, 0.57x at 4,096). On a GPU the masked loop is used at every
+#: size: each gather waits for the device (H200, 100,000 rows: the compacting
+#: loop took 1.57x the masked loop's time).
 COMPACT_MIN_ROWS = 1024
 
 
 def _runs_python_loops(x: Tensor) -> bool:
     """True where `ops.while_loop` would run as a Python loop on concrete values (PyTorch)."""
     return keras.backend.backend() == "torch" and not isinstance(x, keras.KerasTensor)
+
+
+def _on_cpu(x: Tensor) -> bool:
+    """Whether the tensor `x` lives in host memory (PyTorch's `device.type`; else True)."""
+    device = getattr(x, "device", None)
+    return getattr(device, "type", "cpu") == "cpu"
 
 
 def _flat_rows(t: Tensor, trailing: int) -> Tensor:

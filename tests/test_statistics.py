@@ -303,6 +303,36 @@ def test_the_compacting_mode_loop_matches_the_masked_one_and_drops_stopped_rows(
     assert all(b < a for a, b in zip(rows_seen[1:-1], rows_seen[2:], strict=True)), rows_seen
 
 
+@pytest.mark.parametrize("rows", [1023, 1024])
+def test_mixture_mode_drops_stopped_rows_only_on_pytorch_cpu_batches_of_enough_rows(
+    rows, rng, monkeypatch
+):
+    import mdn_keras.statistics as st
+
+    used = []
+    for name in ("_masked_loop", "_compacting_loop"):
+        real = getattr(st, name)
+        monkeypatch.setattr(
+            st, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a)
+        )
+    params = random_params(rng, (rows,), 1, 2)
+    compute(lambda p: mixture_mode(p, 1, 2), params)
+    compacts = BACKEND == "torch" and rows >= 1024
+    if BACKEND == "torch" and os.environ.get("MDN_KERAS_TEST_DEVICE") == "gpu":
+        compacts = False  # each gather would wait for the device
+    assert used == ["_compacting_loop" if compacts else "_masked_loop"]
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch backend only")
+def test_on_cpu_tells_host_tensors_from_device_ones():
+    import torch
+
+    from mdn_keras.statistics import _on_cpu
+
+    assert _on_cpu(torch.zeros(2, device="cpu"))
+    assert not _on_cpu(torch.zeros(2, device="meta"))
+
+
 # --- cdf, quantile, interval ----------------------------------------------------
 
 
