@@ -59,6 +59,38 @@ def compiles_here(*tensors: Any) -> bool:
     return False
 
 
+def may_be_differentiated(*tensors: Any) -> bool:
+    """False where no derivative with respect to `tensors` can be taken here.
+
+    That is: concrete JAX arrays (a derivative would trace them), PyTorch
+    tensors that do not require gradients (or with gradient mode off), and
+    eager TensorFlow with no `GradientTape` recording. Anything traced
+    (`jax.jit`, `tf.function`, a symbolic Keras call) may be differentiated.
+    """
+    if any(isinstance(t, keras.KerasTensor) for t in tensors):
+        return True
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _traced_jax(tensors)
+    if backend == "torch":
+        import torch
+
+        return torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in tensors
+        )
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return True
+        try:
+            from tensorflow.python.eager import record
+        except ImportError:  # pragma: no cover - a TensorFlow without this module
+            return True
+        return bool(record.could_possibly_record())
+    return True
+
+
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _compiled(fn: Callable, static: tuple, signature: tuple, xla: bool) -> Callable:
     """The backend's compiled `tensors -> fn(*tensors, **options)`; `static` holds

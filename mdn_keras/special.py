@@ -14,6 +14,7 @@ component families use (`tests/test_special.py`):
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import keras
 from keras import ops
@@ -165,8 +166,27 @@ def _beta_continued_fraction(a: Tensor, b: Tensor, x: Tensor) -> Tensor:
             h = h * d * c
         return c, d, h
 
-    _, _, h = ops.fori_loop(0, STUDENT_T_CDF_TERMS, body, (c, d, h))
+    _, _, h = _repeat(STUDENT_T_CDF_TERMS, body, (c, d, h))
     return h
+
+
+def _repeat(n: int, body: Callable[[Tensor, tuple], tuple], init: tuple) -> tuple:
+    """`ops.fori_loop(0, n, body, init)`, reverse-differentiable on every backend.
+
+    Keras' TensorFlow `fori_loop` is a `tf.while_loop` without
+    `maximum_iterations`, whose gradient XLA cannot compile (the derivative
+    of a quantile differentiates the Student-t cdf in a compiled function);
+    on JAX `fori_loop` with a static count is a differentiable scan.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.fori_loop(0, n, body, init)
+    out = ops.while_loop(
+        lambda i, *carry: i < n,
+        lambda i, *carry: (i + 1, *body(i, carry)),
+        (ops.convert_to_tensor(0, "int32"), *init),
+        maximum_iterations=n,
+    )
+    return tuple(out[1:])
 
 
 # Numerical Recipes' erfcc: erfc(x) = t exp(-x^2 + P(t)), t = 1 / (1 + x / 2), x >= 0.

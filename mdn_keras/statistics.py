@@ -642,11 +642,19 @@ def mixture_quantile(
     where the density at the quantile is `p`, its error is about `1e-7 / p`
     in float32. The loop ends early once a step changes no bracket (all have
     reached adjacent floats, 45-57 steps in float32), with the bits the
-    remaining steps would give. The quantile is a numerical root, not meant
-    to be differentiated: its loop cannot be reverse-differentiated on JAX,
-    and elsewhere a gradient would flow only through the starting bracket.
-    Where `F` is flat at level `q` (a gap between components) any point of
-    the flat stretch is a valid quantile.
+    remaining steps would give. Where `F` is flat at level `q` (a gap
+    between components) any point of the flat stretch is a valid quantile.
+
+    The quantile is differentiable with respect to `params` and `q` on every
+    backend (`jax.grad`, `tf.GradientTape`, `torch.autograd`, in or out of
+    compiled functions), by the implicit function theorem: from
+    `F(x; theta) = q`, `dx = (dq - dF/dtheta dtheta) / p(x)`, with `p` the
+    mixture density at `x`. The loop itself is not differentiated (it runs
+    on constants); one more cdf pass carries the derivative, and only where
+    a derivative can be taken (not for concrete JAX arrays, PyTorch tensors
+    without `requires_grad`, or eager TensorFlow outside a `GradientTape`).
+    Where the density at the quantile is below the smallest normal float
+    the derivative is 0.
 
     The shape rule for `q` is NumPy's (`numpy.quantile`), the same on every
     backend for Python numbers, NumPy arrays and tensors, plus a per-row form:
@@ -708,20 +716,67 @@ def _bisect_quantile(
     extra = len(q.shape) - (len(params.shape) - 1)
     known = extra > 0 and all(isinstance(n, int) for n in q.shape[:extra])
     levels = math.prod(q.shape[:extra]) if known else 0
-    if portable or not (1 < levels <= _MAX_SPLIT_LEVELS and _compile.compiles_here(params, q)):
+    if portable:
         return _compile.call(_bisect, params, q, **options)
-    # Compiled eagerly with a few levels on leading axes (an interval's two
-    # ends): one bisection per level. XLA on CPUs evaluates the stacked
-    # (Q, ..., K) layout several times slower than Q separate ones (JAX: 1.3 s
-    # against 2 x 0.19 s, 100,000 rows). Traced and portable calls, whose
-    # shapes may be unknown, keep the stacked layout.
-    flat = ops.reshape(q, (levels, *q.shape[extra:]))
-    ends = [_compile.call(_bisect, params, flat[i], **options) for i in range(levels)]
-    return ops.reshape(ops.stack(ends), (*q.shape[:extra], *ends[0].shape))
+    # The bisection runs on constants (no derivative through its loop); the
+    # root then carries the implicit function's derivative.
+    constant_params, constant_q = ops.stop_gradient(params), ops.stop_gradient(q)
+    if 1 < levels <= _MAX_SPLIT_LEVELS and _compile.compiles_here(params, q):
+        # Compiled eagerly with a few levels on leading axes (an interval's
+        # two ends): one bisection per level. XLA on CPUs evaluates the
+        # stacked (Q, ..., K) layout several times slower than Q separate
+        # ones (JAX: 1.3 s against 2 x 0.19 s, 100,000 rows). Traced calls,
+        # whose shapes may be unknown, keep the stacked layout.
+        flat = ops.reshape(constant_q, (levels, *q.shape[extra:]))
+        ends = [_compile.call(_bisect, constant_params, flat[i], **options) for i in range(levels)]
+        root = ops.reshape(ops.stack(ends), (*q.shape[:extra], *ends[0].shape))
+    else:
+        root = _compile.call(_bisect, constant_params, constant_q, **options)
+    if not _compile.may_be_differentiated(params, q):
+        return root  # the derivative's cdf pass would cost 10-25% of the time
+    # TensorFlow: without XLA, whose compiled functions cannot hand a loop's
+    # saved values (the Student-t cdf's) to their gradient under an eager tape.
+    return _compile.call(
+        _with_root_derivative,
+        params,
+        q,
+        root,
+        family=family,
+        num_mixtures=num_mixtures,
+        xla_=False,
+    )
 
 
 #: At most this many leading levels are bisected one by one (see `_bisect_quantile`).
 _MAX_SPLIT_LEVELS = 8
+
+
+def _with_root_derivative(
+    params: Tensor, q: Tensor, x: Tensor, *, family: Family, num_mixtures: int
+) -> Tensor:
+    """`x` (a root of `F(x) = q`), with the derivative of the implicit function.
+
+    `F(x(theta, q); theta) = q` gives `dx = (dq - dF/dtheta dtheta) / p(x)`.
+    That is the derivative of `step = (q - F(x0; theta)) / p(x0)` at the
+    fixed `x0 = x` (the density held constant: its own derivative is
+    multiplied by `q - F`, which is zero at the root), and `x + (step -
+    stop_gradient(step))` has the value of `x`, bit for bit (`step - step`
+    is 0 for a finite step), and that derivative. Where the density at `x`
+    is below the smallest normal float (a gap between components, where the
+    quantile is not unique) the derivative is 0; NaN roots stay NaN.
+    """
+    logits, parts = split_unchecked(params, 1, num_mixtures, family)
+    x0 = ops.stop_gradient(x)[..., None]  # (..., 1)
+    cdf = _marginal_cdf(family, mixing_probs(logits), parts, x0)[..., 0]
+    log_w = ops.log_softmax(ops.stop_gradient(logits), axis=-1)
+    stopped = tuple(ops.stop_gradient(t) for t in parts)
+    log_density = ops.logsumexp(log_w + family.log_prob(stopped, ops.expand_dims(x0, -2)), axis=-1)
+    density = ops.exp(log_density)
+    tiny = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny)
+    usable = density >= tiny
+    step = (q - cdf) / ops.where(usable, density, ops.ones_like(density))
+    step = ops.where(usable, step, ops.zeros_like(step))
+    return x + (step - ops.stop_gradient(step))
 
 
 def _bisect(
@@ -811,7 +866,8 @@ def prediction_interval(
 
     `lower = F^-1((1 - coverage) / 2)`, `upper = F^-1((1 + coverage) / 2)`,
     so `P(lower <= Y <= upper) = coverage` with equal mass left out on each
-    side (see `mixture_quantile` for the tolerance).
+    side (see `mixture_quantile` for the tolerance and the derivative, here
+    with respect to `params` and `coverage`).
 
     Args:
         params: `(..., params_size(1, num_mixtures, component))` flat MDN output with

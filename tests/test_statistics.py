@@ -506,6 +506,138 @@ def test_interval_of_one_gaussian_is_mean_plus_minus_z(rng):
     np.testing.assert_allclose(upper, loc[:, 0, 0] + z * scale[:, 0, 0], atol=1e-5)
 
 
+def _np_root(params, q, k, name, i):
+    """The float64 q-quantile of row i, by SciPy's root finder."""
+    return optimize.brentq(
+        lambda x: np_mixture_cdf_1d(params, x, k, name, idx=(i,)) - q, -1e3, 1e3, xtol=1e-14
+    )
+
+
+@pytest.mark.parametrize("name", ["normal", "laplace", "student_t", "mvn_tril"])
+def test_quantile_derivative_is_the_implicit_functions(name, rng):
+    # F(x(theta, q); theta) = q: dx/dtheta = -dF/dtheta / p(x), dx/dq = 1 / p(x),
+    # against central differences of a float64 SciPy root; the value keeps its bits.
+    from backend_utils import value_and_grad
+
+    k, rows = 3, 4
+    params = random_family_params(rng, (rows,), 1, k, name, dtype=np.float64)
+    q = rng.uniform(0.05, 0.95, size=(1, rows))  # one level per row
+    value, grad = value_and_grad(lambda p: mixture_quantile(p, q, 1, k, component=name)[0], params)
+    np.testing.assert_array_equal(
+        value, to_np(mixture_quantile(params, q, 1, k, component=name))[0]
+    )
+    eps = 1e-6
+    want = np.zeros_like(params)
+    for i in range(rows):
+        for c in range(params.shape[-1]):
+            up, down = params.copy(), params.copy()
+            up[i, c] += eps
+            down[i, c] -= eps
+            want[i, c] = (
+                _np_root(up, q[0, i], k, name, i) - _np_root(down, q[0, i], k, name, i)
+            ) / (2 * eps)
+    float64 = value.dtype == np.float64  # JAX without x64 computes in float32
+    tol = dict(rtol=1e-5, atol=1e-7) if float64 else dict(rtol=1e-3, atol=2e-4)
+    np.testing.assert_allclose(grad, want, **tol)
+    # With respect to the level: 1 / p(x), p by central differences of the cdf.
+    _, dq = value_and_grad(
+        lambda level: mixture_quantile(params, level, 1, k, component=name)[0], q
+    )
+    density = [
+        (
+            np_mixture_cdf_1d(params, x + eps, k, name, idx=(i,))
+            - np_mixture_cdf_1d(params, x - eps, k, name, idx=(i,))
+        )
+        / (2 * eps)
+        for i, x in enumerate(_np_root(params, q[0, i], k, name, i) for i in range(rows))
+    ]
+    np.testing.assert_allclose(dq[0], 1.0 / np.array(density), **tol)
+
+
+def test_quantile_computes_its_derivative_only_where_one_can_be_taken(rng, monkeypatch):
+    # The derivative's extra cdf pass is skipped on concrete, untracked inputs.
+    import mdn_keras.statistics as st
+    from backend_utils import value_and_grad
+
+    calls = []
+    real = st._with_root_derivative
+    monkeypatch.setattr(
+        st, "_with_root_derivative", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    params = random_params(rng, (3,), 1, 2)
+    plain = to_np(mixture_quantile(params, 0.7, 1, 2))
+    assert calls == []
+    value, _ = value_and_grad(lambda p: mixture_quantile(p, 0.7, 1, 2), params)
+    assert calls == [1]
+    np.testing.assert_array_equal(value, plain)
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
+@pytest.mark.parametrize("name", ["normal", "student_t"])
+def test_quantile_derivative_compiles(name, rng):
+    # The derivative inside jax.jit / tf.function(jit_compile=True) is the eager one.
+    from backend_utils import value_and_grad
+
+    params = random_family_params(rng, (6,), 1, 3, name)
+
+    def upper(p):
+        return prediction_interval(p, 0.8, 1, 3, component=name)[1]
+
+    _, eager = value_and_grad(upper, params)
+    if BACKEND == "jax":
+        import jax
+
+        compiled = jax.jit(jax.grad(lambda p: upper(p).sum()))(params)
+    else:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def grad(p):
+            with tf.GradientTape() as tape:
+                tape.watch(p)
+                total = tf.reduce_sum(upper(p))
+            return tape.gradient(total, p)
+
+        compiled = grad(tf.constant(params))
+    assert np.all(np.isfinite(eager)) and np.any(eager != 0)
+    np.testing.assert_allclose(to_np(compiled), eager, rtol=1e-4, atol=1e-5)
+
+
+def test_interval_derivative_in_the_coverage_and_zero_in_a_gap():
+    from backend_utils import value_and_grad
+
+    # One Gaussian: the ends are loc -+ z(c) scale, d/dc = -+ scale / (2 phi(z)).
+    params = join_params(np.zeros((1, 1)), np.full((1, 1, 1), 0.5), np.full((1, 1, 1), 2.0))
+    coverage = np.array([0.8])
+    lower, d_lower = value_and_grad(lambda c: prediction_interval(params, c, 1, 1)[0], coverage)
+    _, d_upper = value_and_grad(lambda c: prediction_interval(params, c, 1, 1)[1], coverage)
+    z = stats.norm.ppf(0.9)
+    slope = 2.0 / (2 * stats.norm.pdf(z))
+    np.testing.assert_allclose(lower, 0.5 - 2.0 * z, rtol=1e-6)
+    np.testing.assert_allclose(d_lower, -slope, rtol=1e-4)
+    np.testing.assert_allclose(d_upper, slope, rtol=1e-4)
+    # Two equal components 100 apart: at 0, in the gap between them, the
+    # density is 0 (the median is not unique); the derivative carried by a
+    # root there is 0, not NaN or inf, and the value keeps its bits.
+    from mdn_keras.families import get_family
+    from mdn_keras.statistics import _with_root_derivative
+
+    gap = join_params(
+        np.zeros((1, 2), np.float32),
+        np.array([[[-50.0], [50.0]]], np.float32),
+        np.full((1, 2, 1), 0.3, np.float32),
+    )
+    x = keras.ops.convert_to_tensor(np.array([0.0, 1.5], np.float32))  # as for two rows
+    got, d_params = value_and_grad(
+        lambda p: _with_root_derivative(
+            p, np.float32(0.5), x, family=get_family("normal"), num_mixtures=2
+        ),
+        np.repeat(gap, 2, axis=0),
+    )
+    np.testing.assert_array_equal(got, to_np(x))
+    np.testing.assert_array_equal(d_params, np.zeros((2, gap.shape[-1]), np.float32))
+
+
 # --- compiled -------------------------------------------------------------------
 
 
