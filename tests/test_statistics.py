@@ -603,6 +603,18 @@ def test_quantile_derivative_compiles(name, rng):
     np.testing.assert_allclose(to_np(compiled), eager, rtol=1e-4, atol=1e-5)
 
 
+def test_quantile_of_bfloat16_params_in_a_traced_call(rng):
+    # The derivative pass of traced calls names the dtype's smallest normal
+    # number; NumPy alone does not know bfloat16.
+    from backend_utils import compiled
+
+    params = random_params(rng, (4,), 1, 2)
+    low = keras.ops.cast(keras.ops.convert_to_tensor(params), "bfloat16")
+    got = compiled(lambda p: mixture_quantile(p, 0.3, 1, 2))(low)
+    want = to_np(mixture_quantile(keras.ops.cast(low, "float32"), 0.3, 1, 2))
+    np.testing.assert_allclose(to_np(keras.ops.cast(got, "float32")), want, rtol=0.05, atol=0.05)
+
+
 def test_interval_derivative_in_the_coverage_and_zero_in_a_gap():
     from backend_utils import value_and_grad
 
