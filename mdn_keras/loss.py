@@ -55,7 +55,8 @@ def mdn_nll(
         and family_has_vjp(family)
         and not symbolic
     ):
-        logits, parts = split_unchecked(y_pred, output_dim, num_mixtures, family)
+        # No block goes to `log` or `exp` as it is, so no copies (`split_last`).
+        logits, parts = split_unchecked(y_pred, output_dim, num_mixtures, family, contiguous=False)
         return nll_with_analytic_gradient(family, logits, parts, ops.expand_dims(y_true, -2))
     return -log_prob(y_pred, y_true, output_dim, num_mixtures, family)
 
@@ -65,10 +66,10 @@ def mdn_nll(
 #: `benchmarks/train_step.py` (2-core CPU, K=5, interleaved, against the same
 #: model differentiated by the backend): under `jax.jit` it saves about a tenth
 #: at D=32 (XLA's derivative of the chain keeps more full-size intermediates);
-#: in TensorFlow's graph mode 0-15% (fewer kernels); on PyTorch (eager) it was
-#: within noise (0.94-1.03x), also as one `torch.autograd.Function` writing the
-#: flat gradient directly (0.98-1.04x), so autograd keeps the loss there.
-ANALYTIC_GRADIENT_BACKENDS = ("jax", "tensorflow")
+#: in TensorFlow's graph mode 0-15% (fewer kernels); on PyTorch (eager) fewer
+#: full-size passes (no divisions in the backward pass, no derivative for a
+#: target that needs none).
+ANALYTIC_GRADIENT_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 def family_has_vjp(family: Family) -> bool:
@@ -84,7 +85,10 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
     per-example loss is `p - r` for the logits and, through the family's
     `vjp`, `-r` for its log-densities. The value is the one `log_prob` gives.
     On JAX the rule is a `jax.custom_jvp` (so `jax.jvp`, `jacfwd` and
-    Hessians work too), elsewhere an `ops.custom_gradient`.
+    Hessians work too), elsewhere an `ops.custom_gradient` (TensorFlow
+    differentiates the rule itself for second derivatives; PyTorch, whose
+    rule runs outside its graph, takes its own derivative of the loss
+    instead whenever the backward pass is recorded, `create_graph=True`).
 
     Args:
         family: a family whose `log_prob_with_vjp` is not None.
@@ -93,8 +97,12 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
         y: `(..., 1, D)` targets.
     """
 
+    # Eager PyTorch computes every derivative it is handed: skip the target's
+    # when nothing asks for it (a None derivative is a zero to autograd).
+    with_target = keras.backend.backend() != "torch" or bool(getattr(y, "requires_grad", True))
+
     def forward(logits: Tensor, rest: tuple) -> tuple[Tensor, Callable]:
-        return _nll_and_derivatives(family, logits, tuple(rest[:-1]), rest[-1])
+        return _nll_and_derivatives(family, logits, tuple(rest[:-1]), rest[-1], with_target)
 
     if keras.backend.backend() == "jax":
         return _jvp_rule_nll(forward, logits, *parts, y)
@@ -106,6 +114,8 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
         def grad(*args: Tensor, upstream: Optional[Tensor] = None) -> tuple:
             if upstream is None:  # TensorFlow passes it positionally
                 (upstream,) = args
+            elif _records_backward():  # PyTorch, its saved inputs in `args`
+                return _torch_derivatives(family, args, upstream)
             return derivatives(ops.expand_dims(upstream, -1))
 
         return -total, grad
@@ -113,12 +123,33 @@ def nll_with_analytic_gradient(family: Family, logits: Tensor, parts: tuple, y: 
     return nll(logits, *parts, y)
 
 
+def _records_backward() -> bool:
+    """Whether PyTorch records the backward pass now (`create_graph=True`)."""
+    import torch
+
+    return torch.is_grad_enabled()
+
+
+def _torch_derivatives(family: Family, inputs: tuple, upstream: Tensor) -> tuple:
+    """PyTorch's own derivative of the loss, itself differentiable: for a
+    backward pass that is recorded (Hessians, gradient penalties), where
+    the hand-written rule's constants would silently drop terms."""
+    import torch
+
+    logits, parts, y = inputs[0], tuple(inputs[1:-1]), inputs[-1]
+    value = -ops.logsumexp(ops.log_softmax(logits, axis=-1) + family.log_prob(parts, y), axis=-1)
+    wanted = [t for t in inputs if t.requires_grad]
+    found = iter(torch.autograd.grad(value, wanted, upstream, create_graph=True, allow_unused=True))
+    return tuple(next(found) if t.requires_grad else None for t in inputs)
+
+
 def _nll_and_derivatives(
-    family: Family, logits: Tensor, parts: tuple, y: Tensor
+    family: Family, logits: Tensor, parts: tuple, y: Tensor, with_target: bool = True
 ) -> tuple[Tensor, Callable]:
     """`total = logsumexp(log_softmax(logits) + log p_k(y))` `(...)` and
     `derivatives(g)`: `g` (`(..., 1)` or a number) times the derivative of
-    `-total` with respect to the logits, each part and `y`, in their shapes."""
+    `-total` with respect to the logits, each part and `y`, in their shapes
+    (None for `y` unless `with_target`)."""
     with_vjp = family.log_prob_with_vjp(parts, y)
     assert with_vjp is not None, f"the {family.name!r} family has no log_prob_with_vjp"
     log_p, vjp = with_vjp
@@ -128,7 +159,7 @@ def _nll_and_derivatives(
 
     def derivatives(g: Any) -> tuple:
         resp = ops.exp(joint - ops.expand_dims(total, -1))
-        return (g * (ops.exp(log_w) - resp), *vjp(-g * resp))
+        return (g * (ops.exp(log_w) - resp), *vjp(-g * resp, with_target))
 
     return total, derivatives
 

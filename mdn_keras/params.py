@@ -121,10 +121,16 @@ def split_params(
     return (logits, *parts)
 
 
-def split_unchecked(params: Tensor, output_dim: int, num_mixtures: int, family: Family) -> tuple:
-    """`(logits, parts)` of checked `params` (one split of the last axis)."""
+def split_unchecked(
+    params: Tensor, output_dim: int, num_mixtures: int, family: Family, contiguous: bool = True
+) -> tuple:
+    """`(logits, parts)` of checked `params` (one split of the last axis).
+
+    `contiguous` (PyTorch only; see `split_last`): each block in memory of its
+    own, for callers that take `log` or `exp` of the blocks themselves.
+    """
     sizes = [num_mixtures * size for size in family.part_sizes(output_dim)]
-    blocks = split_last(params, [*sizes, num_mixtures])
+    blocks = split_last(params, [*sizes, num_mixtures], contiguous=contiguous)
     return blocks[-1], family.unflatten(blocks[:-1], output_dim, num_mixtures)
 
 

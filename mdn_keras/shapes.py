@@ -32,7 +32,7 @@ def lead_shape(x: Tensor, n_trailing: int) -> tuple:
     return tuple(ops.shape(x))[: len(static)]
 
 
-def split_last(x: Tensor, sizes: Sequence[int]) -> list:
+def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> list:
     """Splits the last axis of `x` into consecutive blocks of the given sizes.
 
     One split op (not one strided slice per block): its gradient is a single
@@ -41,6 +41,14 @@ def split_last(x: Tensor, sizes: Sequence[int]) -> list:
     directly (Keras' `ops.split` with an index list costs ~10x more per call);
     on TensorFlow, `tf.split` with the static sizes (Keras' computes them from
     the run-time shape: eight more small ops per split in a graph).
+
+    `contiguous=True` (for blocks that go on to `log` or `exp`): on PyTorch
+    each block is copied into its own memory. PyTorch's CPU kernels of those
+    functions are vectorised only over contiguous memory: on a block of
+    columns they run ~5x slower (`log` of a `(1024, 160)` block of a
+    `(1024, 325)` tensor: 0.67 ms, against 0.16 ms copy included). The
+    copy's gradient is the incoming one, so the backward pass is unchanged.
+    Other backends' splits already return blocks of their own.
     """
     sizes = [int(s) for s in sizes]
     if len(sizes) == 1:
@@ -49,7 +57,8 @@ def split_last(x: Tensor, sizes: Sequence[int]) -> list:
         import torch
 
         if isinstance(x, torch.Tensor):
-            return list(torch.split(x, sizes, dim=-1))
+            blocks = torch.split(x, sizes, dim=-1)
+            return [b.contiguous() for b in blocks] if contiguous else list(blocks)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

@@ -32,6 +32,35 @@ def value_and_grad(fn, x):
     return value.numpy(), tape.gradient(total, xt).numpy()
 
 
+def hessian_vector(fn, x, v):
+    """`d/dx (v . d sum(fn(x)) / dx)` as NumPy: the backend differentiates its own
+    backward pass (PyTorch's `create_graph=True`, nested TF tapes, JAX twice)."""
+    x, v = np.asarray(x), np.asarray(v)
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def directional(p):
+            return jnp.sum(jax.grad(lambda q: jnp.sum(fn(q)))(p) * v)
+
+        return np.asarray(jax.grad(directional)(jnp.asarray(x)))
+    if BACKEND == "torch":
+        import torch
+
+        xt = torch.tensor(x, requires_grad=True)
+        (grad,) = torch.autograd.grad(fn(xt).sum(), xt, create_graph=True)
+        (hv,) = torch.autograd.grad((grad * torch.as_tensor(v)).sum(), xt)
+        return hv.cpu().numpy()
+    import tensorflow as tf
+
+    xt = tf.Variable(x)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            total = tf.reduce_sum(fn(xt))
+        directional = tf.reduce_sum(inner.gradient(total, xt) * v)
+    return outer.gradient(directional, xt).numpy()
+
+
 def compiled(fn):
     """`fn` compiled the backend's way (jax.jit, tf.function); torch runs eagerly."""
     if BACKEND == "jax":

@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 import mdn_keras
-from backend_utils import to_numpy, value_and_grad
+from backend_utils import hessian_vector, to_numpy, value_and_grad
 from family_reference import np_family_log_prob, random_family_params
 from mdn_keras.families import get_family
 from mdn_keras.loss import ANALYTIC_GRADIENT_BACKENDS, nll_with_analytic_gradient
@@ -123,6 +123,29 @@ def test_analytic_gradient_matches_the_backends_derivative(rng, component, dtype
     np.testing.assert_allclose(got_gy, want_gy, rtol=10 * tol, atol=10 * tol)
 
 
+@pytest.mark.parametrize("component", ["normal", "laplace"])
+def test_second_derivatives_of_the_loss_are_the_backends(rng, component):
+    # A recorded backward pass (Hessians, gradient penalties) differentiates
+    # the loss's derivative itself: on PyTorch the hand-written rule hands
+    # over to autograd there, on TensorFlow the rule is differentiated, on
+    # JAX the custom_jvp is. A rule used as a constant would drop terms.
+    d, k = 2, 3
+    params = random_family_params(rng, (4,), d, k, component, dtype="float64")
+    y = rng.normal(size=(4, d))
+    v = rng.normal(size=params.shape)
+
+    def ours(p):
+        return mdn_keras.mdn_nll(ops.convert_to_tensor(y), p, d, k, component)
+
+    def backends(p):
+        return -mdn_keras.log_prob(p, ops.convert_to_tensor(y), d, k, component=component)
+
+    got, want = hessian_vector(ours, params, v), hessian_vector(backends, params, v)
+    assert np.abs(want).max() > 0.1
+    tol = 1e-10 if got.dtype == np.float64 else 2e-4  # JAX computes in float32 unless x64
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol / 10)
+
+
 def test_analytic_gradient_keeps_a_nan_to_its_row(rng):
     params = random_params(rng, (4,), 2, 3)
     params[1, 0] = np.nan
@@ -145,6 +168,27 @@ def test_mdn_nll_takes_the_analytic_path_on_jax(rng):
     t_params = random_family_params(rng, (4,), 2, 3, "student_t")
     jaxpr = str(jax.make_jaxpr(lambda p: mdn_keras.mdn_nll(y, p, 2, 3, "student_t"))(t_params))
     assert "custom_jvp_call" not in jaxpr
+
+
+@pytest.mark.torch_only
+def test_mdn_nll_takes_the_analytic_path_on_torch_without_copies(rng):
+    import torch
+
+    assert "torch" in ANALYTIC_GRADIENT_BACKENDS
+    params = torch.tensor(random_params(rng, (4,), 2, 3), requires_grad=True)
+    y = torch.tensor(rng.normal(size=(4, 2)).astype("float32"))
+    assert "CustomGradientFunction" in type(mdn_keras.mdn_nll(y, params, 2, 3).grad_fn).__name__
+    t_params = torch.tensor(random_family_params(rng, (4,), 2, 3, "student_t"), requires_grad=True)
+    t_loss = mdn_keras.mdn_nll(y, t_params, 2, 3, "student_t")
+    assert "CustomGradient" not in type(t_loss.grad_fn).__name__
+    # Blocks handed to log/exp by the backend's derivative are contiguous
+    # (PyTorch's CPU log/exp are ~5x slower over a block of columns); the
+    # hand-written path takes the views as they are.
+    blocks = mdn_keras.split_params(params, 2, 3)
+    assert all(b.is_contiguous() for b in blocks)
+    logits, parts = split_unchecked(params, 2, 3, get_family("normal"), contiguous=False)
+    storage = params.untyped_storage().data_ptr()
+    assert not parts[1].is_contiguous() and parts[1].untyped_storage().data_ptr() == storage
 
 
 @pytest.mark.jax_only

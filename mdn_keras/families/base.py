@@ -140,9 +140,10 @@ class Family:
     def log_prob_with_vjp(self, parts: Parts, y: Tensor) -> Optional[tuple[Tensor, Callable]]:
         """`(log_prob(parts, y), vjp)` with a hand-written derivative, or None.
 
-        `vjp(w)` maps `w`, the derivative of a scalar loss with respect to the
-        `(..., K)` log-densities, to the derivatives with respect to each part
-        and to `y`, in their shapes. A family that gives one has its loss
+        `vjp(w, with_target=True)` maps `w`, the derivative of a scalar loss
+        with respect to the `(..., K)` log-densities, to the derivatives with
+        respect to each part and to `y`, in their shapes; with
+        `with_target=False` the last is None (not computed). A family that gives one has its loss
         (`mdn_nll`) differentiated analytically where that is faster (see
         `mdn_keras.loss.ANALYTIC_GRADIENT_BACKENDS`); the others, and every
         other function, are differentiated by the backend. None by default.

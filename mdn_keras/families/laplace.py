@@ -9,7 +9,7 @@ Layout `[loc K*D | scale K*D | logits K]`; `scale` is the Laplace scale `b`
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from keras import ops
 
@@ -45,10 +45,11 @@ class Laplace(Family):
         ratio = ops.abs(diff) * inv
         log_p = -ops.sum(ratio - ops.log(inv) + _LOG_2, axis=-1)
 
-        def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        def vjp(w: Tensor, with_target: bool = True) -> tuple[Tensor, Tensor, Optional[Tensor]]:
             w_inv = ops.expand_dims(w, -1) * inv
             d_loc = w_inv * ops.sign(diff)
-            return d_loc, w_inv * (ratio - 1.0), -ops.sum(d_loc, axis=-2, keepdims=True)
+            d_y = -ops.sum(d_loc, axis=-2, keepdims=True) if with_target else None
+            return d_loc, w_inv * (ratio - 1.0), d_y
 
         return log_p, vjp
 

@@ -8,7 +8,7 @@ Layout `[loc K*D | scale K*D | logits K]`; `scale` is the standard deviation.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from keras import ops
 
@@ -72,10 +72,11 @@ class Normal(Family):
             - loc.shape[-1] * _HALF_LOG_2PI
         )
 
-        def vjp(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        def vjp(w: Tensor, with_target: bool = True) -> tuple[Tensor, Tensor, Optional[Tensor]]:
             w_inv = ops.expand_dims(w, -1) * inv
             d_loc = w_inv * z
-            return d_loc, w_inv * (ops.square(z) - 1.0), -ops.sum(d_loc, axis=-2, keepdims=True)
+            d_y = -ops.sum(d_loc, axis=-2, keepdims=True) if with_target else None
+            return d_loc, d_loc * z - w_inv, d_y
 
         return log_p, vjp
 
