@@ -70,15 +70,25 @@ FULL_BATCHES = [1024, 4096, 16384]
 FULL_DIMS = [1, 2, 32]
 
 
+#: `--families`: the component families timed (None: every one `mdn_keras` lists).
+ONLY_FAMILIES: Optional[list[str]] = None
+
+
 def families() -> list[Optional[str]]:
     """Component families `mdn_keras` offers; `[None]` (the default) when it lists none.
 
     Looks for `mdn_keras.FAMILIES` (a sequence or mapping of names). Each
     name is passed as `component=name` to `MDN` and `MDNLoss` (see `ours`).
+    With `--families`, only those named.
     """
     listed = getattr(mdn_keras, "FAMILIES", None)
     if not listed:
         return [None]
+    if ONLY_FAMILIES is not None:
+        unknown = sorted(set(ONLY_FAMILIES) - set(listed))
+        if unknown:
+            raise SystemExit(f"--families: expected names from {list(listed)}, got {unknown}")
+        return [f for f in listed if f in ONLY_FAMILIES]
     return list(listed)
 
 
@@ -268,12 +278,19 @@ def main() -> None:
         "--min-time", type=float, default=0.15, help="seconds per sample (default 0.15)"
     )
     parser.add_argument(
+        "--families",
+        help="comma-separated component families to time (default: all); fewer, slow "
+        "ones left out, make shorter rounds and steadier ratios",
+    )
+    parser.add_argument(
         "--loss-grad",
         choices=("auto", "yes", "no"),
         default="auto",
         help="also time loss+gradient alone at B=65536, K=8, D=16 (auto: on JAX only)",
     )
     args = parser.parse_args()
+    global ONLY_FAMILIES
+    ONLY_FAMILIES = args.families.split(",") if args.families else None
     if args.batch:
         dims = [int(v) for v in (args.dims or "1,2,32").split(",")]
         cells = [(int(b), d) for b in args.batch.split(",") for d in dims]
