@@ -25,6 +25,7 @@ from mdn_keras.statistics import (
     most_probable_component_mean,
     prediction_interval,
 )
+from mdn_keras.symbolic import MixtureFunction
 from mdn_keras.version import __version__
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "MDNLoss",
     "Mixture",
     "MixtureSample",
+    "MixtureFunction",
     "__version__",
     "build_mdn_rnn",
     "component_log_prob",

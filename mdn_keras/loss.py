@@ -11,9 +11,11 @@ from mdn_keras.checks import check_target_strict
 from mdn_keras.density import log_prob
 from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_params, check_positive_int, split_unchecked
+from mdn_keras.symbolic import accepts_symbolic
 from mdn_keras.types import Tensor
 
 
+@accepts_symbolic
 def mdn_nll(
     y_true: Tensor,
     y_pred: Tensor,
@@ -49,12 +51,7 @@ def mdn_nll(
     family = get_family(component)
     y_pred = check_params(y_pred, output_dim, num_mixtures, family)
     y_true = check_target_strict(y_true, y_pred, output_dim)
-    symbolic = any(isinstance(t, keras.KerasTensor) for t in (y_true, y_pred))
-    if (
-        keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS
-        and family_has_vjp(family)
-        and not symbolic
-    ):
+    if keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS and family_has_vjp(family):
         # No block goes to `log` or `exp` as it is, so no copies (`split_last`).
         logits, parts = split_unchecked(y_pred, output_dim, num_mixtures, family, contiguous=False)
         return nll_with_analytic_gradient(family, logits, parts, ops.expand_dims(y_true, -2))

@@ -28,6 +28,7 @@ from mdn_keras.statistics import (
     _check_1d,
     _checked_marginal_cdf,
 )
+from mdn_keras.symbolic import accepts_symbolic
 from mdn_keras.types import Tensor
 
 #: `erfc` from elementwise ops only; see `mdn_keras.special.erfc_elementwise`.
@@ -63,6 +64,7 @@ def portable_cdf(
     ]
 
 
+@accepts_symbolic
 def portable_quantile(
     params: Tensor,
     q: Union[float, Tensor],

@@ -28,6 +28,7 @@ from mdn_keras.checks import is_int, is_real, per_row_value
 from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_floating, check_params, check_positive_int, split_unchecked
 from mdn_keras.shapes import lead_shape, shape_str
+from mdn_keras.symbolic import accepts_symbolic, refuse_symbolic
 from mdn_keras.types import Seed, Tensor
 
 # Smallest uniform draw for the Gumbel noise: keeps -log(-log(u)) finite.
@@ -413,6 +414,14 @@ def sample(
     Returns:
         `(*sample_shape, ..., D)` samples in `params.dtype`.
     """
+    refuse_symbolic(
+        "sample",
+        "a model that draws needs a layer to own its random state: "
+        "`mdn_keras.MixtureSample(output_dim, num_mixtures, seed=...)`.",
+        params=params,
+        temperature=temperature,
+        sigma_temperature=sigma_temperature,
+    )
     check_temperature("temperature", temperature)
     check_temperature("sigma_temperature", sigma_temperature)
     sample_shape = check_sample_shape(sample_shape)
@@ -446,6 +455,7 @@ def sample(
     )
 
 
+@accepts_symbolic
 def sample_from_noise(
     params: Tensor,
     uniform: Tensor,

@@ -47,6 +47,7 @@ from mdn_keras.params import check_positive_int
 from mdn_keras.sampling import sample
 from mdn_keras.shapes import reduce_max
 from mdn_keras.statistics import _marginal_cdf, _split, marginal_cdf, mixing_probs
+from mdn_keras.symbolic import refuse_symbolic
 from mdn_keras.types import Seed, Tensor
 
 #: Breakpoints of the quadrature per component, in spreads around its location.
@@ -257,6 +258,13 @@ def energy_score(
     Returns:
         `(...)`, in the units of `y`.
     """
+    refuse_symbolic(
+        "energy_score",
+        "it draws random numbers; compute it on the model's outputs (`model.predict`), "
+        "or build the model with `mdn_keras.MixtureSample` and `energy_score_from_samples`.",
+        params=params,
+        y=y,
+    )
     check_positive_int("num_samples", num_samples)
     if num_samples < 2:
         raise ValueError(

@@ -37,6 +37,7 @@ from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_params, check_positive_int, split_unchecked
 from mdn_keras.sampling import select_component
 from mdn_keras.shapes import reduce_max, reduce_min
+from mdn_keras.symbolic import accepts_symbolic
 from mdn_keras.types import Tensor
 
 #: Bisection steps of `mixture_quantile`: the bracket shrinks by 2^-64, below the
@@ -161,6 +162,7 @@ def _with_start_axis(family: Family, parts: tuple) -> tuple:
     )
 
 
+@accepts_symbolic
 @_compile.compiled_eagerly("params")
 def mixture_mode(
     params: Tensor,
@@ -623,6 +625,7 @@ def mixture_cdf(
     return marginal_cdf(params, y, output_dim, num_mixtures, component)[..., 0]
 
 
+@accepts_symbolic
 def mixture_quantile(
     params: Tensor,
     q: Union[float, Tensor],
@@ -862,6 +865,7 @@ def _until_settled(step: Any, state: tuple, num_iterations: int) -> tuple[tuple,
     return tuple(out[:-2]), out[-2]
 
 
+@accepts_symbolic
 def prediction_interval(
     params: Tensor,
     coverage: Union[float, Tensor],
