@@ -3,6 +3,7 @@ shape strings for error messages, and the split of the flat last axis."""
 
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import keras
@@ -30,6 +31,17 @@ def lead_shape(x: Tensor, n_trailing: int) -> tuple:
     if unknown == 1:
         return tuple(-1 if dim is None else dim for dim in static)
     return tuple(ops.shape(x))[: len(static)]
+
+
+def merge_last(x: Tensor, n: int) -> Tensor:
+    """`x` with its last `n` axes merged into one, `(..., a, b) -> (..., a * b)`.
+
+    The merged size is static where those axes are known, so one unknown
+    leading axis (a functional model's batch) is left to `reshape`.
+    """
+    tail = tuple(x.shape)[len(x.shape) - n :]
+    size = math.prod(tail) if all(d is not None for d in tail) else -1
+    return ops.reshape(x, (*lead_shape(x, n), size))
 
 
 def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> list:

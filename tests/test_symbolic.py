@@ -117,6 +117,18 @@ def test_functional_model_saves_and_reloads(rng, tmp_path, name):
     check_outputs(loaded(batch), fn, batch[1])
 
 
+@pytest.mark.parametrize("component", sorted(mdn_keras.FAMILIES))
+def test_split_and_join_params_in_a_functional_model(rng, component):
+    # join_params of a batch of unknown size (the flat size is known).
+    x, params = head(2, component)
+    joined = mdn_keras.join_params(
+        *mdn_keras.split_params(params, 2, K, component=component), component=component
+    )
+    assert tuple(joined.shape) == tuple(params.shape)
+    got, want = keras.Model(x, [joined, params])(data(rng))
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+
+
 def test_random_functions_refuse_symbolic_tensors():
     x, params = head(2)
     with pytest.raises(

@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Optional
 import keras
 from keras import ops
 
-from mdn_keras.shapes import lead_shape, shape_str
+from mdn_keras.shapes import lead_shape, merge_last, shape_str
 from mdn_keras.types import Seed, Tensor
 
 #: Maps raw values to positive scales: the `MDN` layer's scale activation.
@@ -96,10 +96,7 @@ class Family:
 
     def flatten(self, parts: Parts, output_dim: int) -> list:
         """Parts `(..., K, *part_shape)` -> flat blocks `(..., K * part_size)`."""
-        return [
-            ops.reshape(p, (*lead_shape(p, 1 + nd), -1))
-            for p, nd in zip(parts, self.part_event_ndims(), strict=True)
-        ]
+        return [merge_last(p, 1 + nd) for p, nd in zip(parts, self.part_event_ndims(), strict=True)]
 
     def check_parts(self, parts: Parts, output_dim: int) -> None:
         """Raises `ValueError` unless each part has its per-component shape."""

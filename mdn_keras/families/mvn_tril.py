@@ -24,7 +24,7 @@ from keras import ops
 
 from mdn_keras.families.base import Family, Parts, ScaleFn, gaussian_crps_terms, standard_normal
 from mdn_keras.families.normal import gaussian_cdf
-from mdn_keras.shapes import lead_shape, split_last
+from mdn_keras.shapes import lead_shape, merge_last, split_last
 from mdn_keras.types import Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -82,10 +82,7 @@ class MultivariateNormalTriL(Family):
         lead = lead_shape(scale_tril, 3)
         dense = ops.reshape(scale_tril, (*lead, scale_tril.shape[-3], d * d))
         tril = ops.take(dense, ops.convert_to_tensor(flat_index), axis=-1)
-        return [
-            ops.reshape(loc, (*lead_shape(loc, 2), -1)),
-            ops.reshape(tril, (*lead, -1)),
-        ]
+        return [merge_last(loc, 2), merge_last(tril, 2)]
 
     def constrain(self, blocks: list, scale_fn: ScaleFn, output_dim: int) -> list:
         loc, tril = blocks
