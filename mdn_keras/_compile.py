@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import collections
 import functools
-import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import keras
 from keras import ops
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Compiled functions kept, one per `(fn, static)`; the least recently used goes first.
 CACHE_SIZE = 64
@@ -142,50 +139,6 @@ def call(fn: Callable, *tensors: Any, xla_: bool = True, **static: Any) -> Any:
         tensors = tuple(ops.convert_to_tensor(t) for t in tensors)
         signature = tuple((tuple(t.shape), t.dtype) for t in tensors)
     return _compiled(fn, key, signature, xla_)(*tensors)
-
-
-def compiled_eagerly(*tensor_names: str) -> Callable[[F], F]:
-    """Decorates a function so that eager calls go through `call`.
-
-    The arguments named in `tensor_names` are converted to tensors and are
-    the compiled function's inputs; every other argument is static. The
-    function's own checks run while it is traced, with their own messages.
-    """
-
-    def decorate(fn: F) -> F:
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            options = dict(bound.arguments)
-            tensors = [options.pop(name) for name in tensor_names]
-            if not compiles_here(*tensors):
-                return fn(*args, **kwargs)
-            tensors = [ops.convert_to_tensor(t) for t in tensors]
-            return call(_Keywords(fn, tensor_names), *tensors, **options)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-class _Keywords:
-    """`fn` taking its tensor arguments by position, under their names (hashable)."""
-
-    def __init__(self, fn: Callable, names: tuple) -> None:
-        self.fn, self.names = fn, names
-        self.__qualname__ = getattr(fn, "__qualname__", repr(fn))
-
-    def __call__(self, *tensors: Any, **options: Any) -> Any:
-        return self.fn(**dict(zip(self.names, tensors, strict=True)), **options)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Keywords) and (self.fn, self.names) == (other.fn, other.names)
-
-    def __hash__(self) -> int:
-        return hash((self.fn, self.names))
 
 
 def clear() -> None:

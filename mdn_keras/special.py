@@ -166,11 +166,11 @@ def _beta_continued_fraction(a: Tensor, b: Tensor, x: Tensor) -> Tensor:
             h = h * d * c
         return c, d, h
 
-    _, _, h = _repeat(STUDENT_T_CDF_TERMS, body, (c, d, h))
+    _, _, h = repeat(STUDENT_T_CDF_TERMS, body, (c, d, h))
     return h
 
 
-def _repeat(n: int, body: Callable[[Tensor, tuple], tuple], init: tuple) -> tuple:
+def repeat(n: int, body: Callable[[Tensor, tuple], tuple], init: tuple) -> tuple:
     """`ops.fori_loop(0, n, body, init)`, reverse-differentiable on every backend.
 
     Keras' TensorFlow `fori_loop` is a `tf.while_loop` without

@@ -333,6 +333,124 @@ def test_on_cpu_tells_host_tensors_from_device_ones():
     assert not _on_cpu(torch.zeros(2, device="meta"))
 
 
+def _mode_fd(params, v, d, k, name, h=1e-6):
+    """Central differences of `sum(mode * v)` in float64, the search run to
+    convergence (tolerance 0): each row's `(P,)` derivative."""
+    out = np.zeros_like(params, dtype=np.float64)
+    for j in range(params.shape[-1]):
+        shifts = []
+        for sign in (1.0, -1.0):
+            p = params.astype(np.float64).copy()
+            p[..., j] += sign * h
+            mode = mixture_mode(p, d, k, num_iterations=301, tolerance=0.0, component=name)
+            shifts.append(to_np(mode))
+        out[..., j] = np.sum((shifts[0] - shifts[1]) / (2 * h) * v, axis=-1)
+    return out
+
+
+@pytest.fixture
+def float64_on_jax():
+    if BACKEND != "jax":
+        yield
+        return
+    import jax
+
+    enabled = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", enabled)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["normal", "student_t", "mvn_tril"])
+def test_mode_derivative_is_the_fixed_points(name, dtype, rng, float64_on_jax):
+    # The derivative of the mode (at a stationary point of log p) against
+    # central differences of the float64 mode; never NaN.
+    from backend_utils import value_and_grad
+
+    d, k = 2, 3
+    params = random_family_params(rng, (5,), d, k, name, dtype=np.float64)
+    v = rng.normal(size=(5, d))
+
+    def weighted(p):
+        mode = mixture_mode(p, d, k, component=name)
+        return keras.ops.sum(mode * keras.ops.convert_to_tensor(v, mode.dtype), axis=-1)
+
+    value, grad = value_and_grad(weighted, params.astype(dtype))
+    want = _mode_fd(params, v, d, k, name)
+    assert np.all(np.isfinite(grad)) and np.abs(want).max() > 0.1
+    tol = 1e-6 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(grad, want, rtol=tol, atol=tol * np.abs(want).max())
+    plain = to_np(weighted(keras.ops.convert_to_tensor(params.astype(dtype))))
+    np.testing.assert_array_equal(value, plain)  # the same bits
+
+
+def test_laplace_mode_derivative_is_its_locations(rng):
+    # A Laplace mixture's mode sits on a component location (D = 1; up to
+    # the iteration's floor of 1e-6 scales where log-densities tie in
+    # float32): it moves with that location alone.
+    from backend_utils import value_and_grad
+
+    k = 4
+    params = random_family_params(rng, (6,), 1, k, "laplace")
+    value, grad = value_and_grad(
+        lambda p: mixture_mode(p, 1, k, component="laplace")[..., 0], params
+    )
+    gap = np.abs(params[:, :k] - value[:, None])
+    assert np.all(gap.min(axis=1) <= 1e-5 * np.abs(value) + 1e-6)
+    want = np.eye(k)[gap.argmin(axis=1)]  # d mode / d loc_k
+    np.testing.assert_allclose(grad[:, :k], want, atol=1e-5)
+    np.testing.assert_allclose(grad[:, k:], 0.0, atol=1e-5)
+
+
+def test_mode_computes_its_derivative_only_where_one_can_be_taken(rng, monkeypatch):
+    import mdn_keras.statistics as st
+    from backend_utils import value_and_grad
+
+    calls = []
+    real = st._with_fixed_point_derivative
+    monkeypatch.setattr(
+        st, "_with_fixed_point_derivative", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    params = random_params(rng, (3,), 2, 2)
+    plain = to_np(mixture_mode(params, 2, 2))
+    assert calls == []
+    value, _ = value_and_grad(lambda p: mixture_mode(p, 2, 2)[..., 0], params)
+    assert calls == [1]
+    np.testing.assert_array_equal(value, plain[..., 0])
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
+def test_mode_derivative_compiles(rng):
+    from backend_utils import value_and_grad
+
+    params = random_family_params(rng, (6,), 2, 3, "student_t")
+
+    def first(p):
+        return mixture_mode(p, 2, 3, component="student_t")[..., 0]
+
+    _, eager = value_and_grad(first, params)
+    if BACKEND == "jax":
+        import jax
+
+        compiled = jax.jit(jax.grad(lambda p: first(p).sum()))(params)
+    else:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def grad(p):
+            with tf.GradientTape() as tape:
+                tape.watch(p)
+                total = tf.reduce_sum(first(p))
+            return tape.gradient(total, p)
+
+        compiled = grad(tf.constant(params))
+    assert np.all(np.isfinite(eager)) and np.any(eager != 0)
+    np.testing.assert_allclose(to_np(compiled), eager, rtol=1e-4, atol=1e-5)
+
+
 # --- cdf, quantile, interval ----------------------------------------------------
 
 
@@ -761,9 +879,8 @@ def test_mode_and_loss_on_symbolic_inputs():
     params = keras.Input((mdn_keras.params_size(1, 3),))
     mode = mixture_mode(params, 1, 3)
     assert tuple(mode.shape) == (None, 1)
-    if BACKEND != "tensorflow":  # TensorFlow's symbolic loss was never supported
-        loss = mdn_keras.mdn_nll(keras.Input((1,)), params, 1, 3)
-        assert tuple(loss.shape) == (None,)
+    loss = mdn_keras.mdn_nll(keras.Input((1,)), params, 1, 3)  # every backend
+    assert tuple(loss.shape) == (None,)
 
 
 def test_a_nan_row_does_not_stop_the_mode_search_of_the_others(rng):
