@@ -61,6 +61,24 @@ def hessian_vector(fn, x, v):
     return outer.gradient(directional, xt).numpy()
 
 
+def xla_grad(fn, x):
+    """`d sum(fn(x)) / dx` computed inside `jax.jit` or `tf.function(jit_compile=True)`."""
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.jit(jax.grad(lambda p: fn(p).sum()))(x))
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def grad(p):
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            total = tf.reduce_sum(fn(p))
+        return tape.gradient(total, p)
+
+    return grad(tf.constant(x)).numpy()
+
+
 def compiled(fn):
     """`fn` compiled the backend's way (jax.jit, tf.function); torch runs eagerly."""
     if BACKEND == "jax":

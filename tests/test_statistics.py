@@ -405,26 +405,9 @@ def test_laplace_mode_derivative_is_its_locations(rng):
     np.testing.assert_allclose(grad[:, k:], 0.0, atol=1e-5)
 
 
-def test_mode_computes_its_derivative_only_where_one_can_be_taken(rng, monkeypatch):
-    import mdn_keras.statistics as st
-    from backend_utils import value_and_grad
-
-    calls = []
-    real = st._with_fixed_point_derivative
-    monkeypatch.setattr(
-        st, "_with_fixed_point_derivative", lambda *a, **kw: calls.append(1) or real(*a, **kw)
-    )
-    params = random_params(rng, (3,), 2, 2)
-    plain = to_np(mixture_mode(params, 2, 2))
-    assert calls == []
-    value, _ = value_and_grad(lambda p: mixture_mode(p, 2, 2)[..., 0], params)
-    assert calls == [1]
-    np.testing.assert_array_equal(value, plain[..., 0])
-
-
 @pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
 def test_mode_derivative_compiles(rng):
-    from backend_utils import value_and_grad
+    from backend_utils import value_and_grad, xla_grad
 
     params = random_family_params(rng, (6,), 2, 3, "student_t")
 
@@ -432,23 +415,8 @@ def test_mode_derivative_compiles(rng):
         return mixture_mode(p, 2, 3, component="student_t")[..., 0]
 
     _, eager = value_and_grad(first, params)
-    if BACKEND == "jax":
-        import jax
-
-        compiled = jax.jit(jax.grad(lambda p: first(p).sum()))(params)
-    else:
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def grad(p):
-            with tf.GradientTape() as tape:
-                tape.watch(p)
-                total = tf.reduce_sum(first(p))
-            return tape.gradient(total, p)
-
-        compiled = grad(tf.constant(params))
     assert np.all(np.isfinite(eager)) and np.any(eager != 0)
-    np.testing.assert_allclose(to_np(compiled), eager, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(xla_grad(first, params), eager, rtol=1e-4, atol=1e-5)
 
 
 # --- cdf, quantile, interval ----------------------------------------------------
@@ -672,20 +640,28 @@ def test_quantile_derivative_is_the_implicit_functions(name, rng):
     np.testing.assert_allclose(dq[0], 1.0 / np.array(density), **tol)
 
 
-def test_quantile_computes_its_derivative_only_where_one_can_be_taken(rng, monkeypatch):
-    # The derivative's extra cdf pass is skipped on concrete, untracked inputs.
+@pytest.mark.parametrize(
+    "helper, d, fn",
+    [
+        ("_with_root_derivative", 1, lambda p: mixture_quantile(p, 0.7, 1, 2)),
+        ("_with_fixed_point_derivative", 2, lambda p: mixture_mode(p, 2, 2)[..., 0]),
+    ],
+)
+def test_statistics_compute_their_derivative_only_where_one_can_be_taken(
+    rng, monkeypatch, helper, d, fn
+):
+    # The derivative's extra pass (the quantile's cdf, the mode's updates) is
+    # skipped on concrete, untracked inputs; it leaves the value's bits alone.
     import mdn_keras.statistics as st
     from backend_utils import value_and_grad
 
     calls = []
-    real = st._with_root_derivative
-    monkeypatch.setattr(
-        st, "_with_root_derivative", lambda *a, **kw: calls.append(1) or real(*a, **kw)
-    )
-    params = random_params(rng, (3,), 1, 2)
-    plain = to_np(mixture_quantile(params, 0.7, 1, 2))
+    real = getattr(st, helper)
+    monkeypatch.setattr(st, helper, lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    params = random_params(rng, (3,), d, 2)
+    plain = to_np(fn(params))
     assert calls == []
-    value, _ = value_and_grad(lambda p: mixture_quantile(p, 0.7, 1, 2), params)
+    value, _ = value_and_grad(fn, params)
     assert calls == [1]
     np.testing.assert_array_equal(value, plain)
 
@@ -694,7 +670,7 @@ def test_quantile_computes_its_derivative_only_where_one_can_be_taken(rng, monke
 @pytest.mark.parametrize("name", ["normal", "student_t"])
 def test_quantile_derivative_compiles(name, rng):
     # The derivative inside jax.jit / tf.function(jit_compile=True) is the eager one.
-    from backend_utils import value_and_grad
+    from backend_utils import value_and_grad, xla_grad
 
     params = random_family_params(rng, (6,), 1, 3, name)
 
@@ -702,23 +678,8 @@ def test_quantile_derivative_compiles(name, rng):
         return prediction_interval(p, 0.8, 1, 3, component=name)[1]
 
     _, eager = value_and_grad(upper, params)
-    if BACKEND == "jax":
-        import jax
-
-        compiled = jax.jit(jax.grad(lambda p: upper(p).sum()))(params)
-    else:
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def grad(p):
-            with tf.GradientTape() as tape:
-                tape.watch(p)
-                total = tf.reduce_sum(upper(p))
-            return tape.gradient(total, p)
-
-        compiled = grad(tf.constant(params))
     assert np.all(np.isfinite(eager)) and np.any(eager != 0)
-    np.testing.assert_allclose(to_np(compiled), eager, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(xla_grad(upper, params), eager, rtol=1e-4, atol=1e-5)
 
 
 def test_quantile_of_bfloat16_params_in_a_traced_call(rng):
