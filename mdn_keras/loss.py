@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Optional
 
 import keras
@@ -51,7 +52,11 @@ def mdn_nll(
     family = get_family(component)
     y_pred = check_params(y_pred, output_dim, num_mixtures, family)
     y_true = check_target_strict(y_true, y_pred, output_dim)
-    if keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS and family_has_vjp(family):
+    if (
+        keras.backend.backend() in ANALYTIC_GRADIENT_BACKENDS
+        and family_has_vjp(family)
+        and not _torch_transforms_active()
+    ):
         # No block goes to `log` or `exp` as it is, so no copies (`split_last`).
         logits, parts = split_unchecked(y_pred, output_dim, num_mixtures, family, contiguous=False)
         return nll_with_analytic_gradient(family, logits, parts, ops.expand_dims(y_true, -2))
@@ -67,6 +72,18 @@ def mdn_nll(
 #: full-size passes (no divisions in the backward pass, no derivative for a
 #: target that needs none).
 ANALYTIC_GRADIENT_BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def _torch_transforms_active() -> bool:
+    """Whether a `torch.func` transform (`grad`, `vmap`, `jacrev`, ...) is running:
+    Keras' PyTorch `custom_gradient` has no `setup_context`, which they need,
+    so `mdn_nll` is left to autograd there (per-example gradients work)."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def family_has_vjp(family: Family) -> bool:
@@ -156,7 +173,11 @@ def _nll_and_derivatives(
 
     def derivatives(g: Any) -> tuple:
         resp = ops.exp(joint - ops.expand_dims(total, -1))
-        return (g * (ops.exp(log_w) - resp), *vjp(-g * resp, with_target))
+        w = -g * resp
+        # A family written for `vjp(w)` alone (no `with_target`) still works.
+        skip = not with_target and "with_target" in inspect.signature(vjp).parameters
+        parts_and_target = vjp(w, with_target=False) if skip else vjp(w)
+        return (g * (ops.exp(log_w) - resp), *parts_and_target)
 
     return total, derivatives
 

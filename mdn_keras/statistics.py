@@ -258,7 +258,10 @@ def mixture_mode(
     (the largest eigenvalue of `dF/dx`: about 0 where one component
     dominates the mode, near 1 where two modes are about to merge, where the
     mode itself moves fast). At a `"laplace"` mode on a component location
-    it is that location's derivative.
+    it is that location's derivative. The updates run only when a
+    derivative is taken (on JAX and TensorFlow also inside compiled
+    functions: `jax.jit` inference does not run them), in float32 for
+    half-precision params; where they overflow the value is kept.
 
     Args:
         params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
@@ -312,25 +315,71 @@ def _with_fixed_point_derivative(
     params: Tensor, x: Tensor, *, family: Family, output_dim: int, num_mixtures: int, steps: int
 ) -> Tensor:
     """`x` (a mode, `(..., D)`), carrying the derivative of `steps` plain steps
-    of the mode iteration `F` from it (see `mixture_mode`)."""
-    logits, parts = split_unchecked(params, output_dim, num_mixtures, family)
-    iteration = _ModeIteration(
-        family,
-        ops.log_softmax(logits, axis=-1),
-        parts,
-        ops.ones_like(parts[0][..., :1, :]),  # no stopping rule here
-        0.0,
-        0.0,
-        False,
-    )
+    of the mode iteration `F` from it (see `mixture_mode`).
 
-    def step(_: Any, carry: tuple) -> tuple:
-        (point,) = carry
-        return (iteration.update(point),)
+    On JAX (a `custom_jvp`) and TensorFlow (a `custom_gradient`) the steps
+    are built only when a derivative is taken, so compiled calls that take
+    none (`jax.jit`, `model.predict`) do not run them; on PyTorch they run
+    where `params` requires grad. The value is `x` itself.
+    """
+    x = ops.stop_gradient(x)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    # Half precision: the updates' precisions (1 / scale^2, Laplace's floored
+    # 1 / (b |x - m|)) overflow float16; the steps run in float32.
+    work = "float32" if dtype in ("float16", "bfloat16") else dtype
 
-    (moved,) = repeat(steps, step, (ops.expand_dims(ops.stop_gradient(x), -2),))
-    moved = moved[..., 0, :]
-    return x + (moved - ops.stop_gradient(moved))
+    def moved(p: Tensor) -> Tensor:
+        logits, parts = split_unchecked(ops.cast(p, work), output_dim, num_mixtures, family)
+        iteration = _ModeIteration(
+            family,
+            ops.log_softmax(logits, axis=-1),
+            parts,
+            ops.ones_like(parts[0][..., :1, :]),  # no stopping rule here
+            0.0,
+            0.0,
+            False,
+        )
+
+        def step(_: Any, carry: tuple) -> tuple:
+            (point,) = carry
+            return (iteration.update(point),)
+
+        (end,) = repeat(steps, step, (ops.expand_dims(ops.cast(x, work), -2),))
+        return ops.cast(end[..., 0, :], dtype)
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        @jax.custom_jvp
+        def carry_jax(p: Tensor, point: Tensor) -> Tensor:
+            return point
+
+        @carry_jax.defjvp
+        def rule(primals: tuple, tangents: tuple) -> tuple:
+            p, point = primals
+            _, tangent = jax.jvp(moved, (p,), (tangents[0],))
+            return point, tangent
+
+        return carry_jax(params, x)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def carry_tf(p: Tensor) -> tuple:
+            def grad(upstream: Tensor) -> Tensor:
+                with tf.GradientTape() as tape:
+                    tape.watch(p)
+                    end = moved(p)
+                return tape.gradient(end, p, output_gradients=upstream)
+
+            return tf.identity(x), grad
+
+        return carry_tf(params)
+    end = moved(params)
+    # Where the steps overflow the value stays `x` (its derivative may not be finite).
+    delta = end - ops.stop_gradient(end)
+    return x + ops.where(ops.isfinite(end), delta, ops.zeros_like(delta))
 
 
 def _mode_search(

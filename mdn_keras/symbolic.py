@@ -96,7 +96,7 @@ class MixtureFunction(keras.Operation):
         tensor_names: the names of its arguments that are the operation's
             inputs, in the order they are passed to `call`.
         options: its other arguments, by name.
-        name: the operation's name (default: `function`).
+        name: the operation's name (default: a unique `mixture_function_<n>`).
     """
 
     def __init__(
@@ -110,7 +110,7 @@ class MixtureFunction(keras.Operation):
             raise ValueError(
                 f"Expected `function` to be one of {sorted(FUNCTIONS)}. Received: {function!r}"
             )
-        super().__init__(name=name or function)
+        super().__init__(name=name)
         self.function = function
         self.tensor_names = list(tensor_names)
         self.options = dict(options or {})

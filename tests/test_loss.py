@@ -191,6 +191,41 @@ def test_mdn_nll_takes_the_analytic_path_on_torch_without_copies(rng):
     assert not parts[1].is_contiguous() and parts[1].untyped_storage().data_ptr() == storage
 
 
+@pytest.mark.torch_only
+def test_torch_func_transforms_of_the_loss(rng):
+    # torch.func.grad and per-example gradients (vmap of grad): the loss is
+    # left to autograd under these transforms.
+    import torch
+
+    params = torch.tensor(random_params(rng, (5,), 2, 3))
+    y = torch.tensor(rng.normal(size=(5, 2)).astype("float32"))
+    want = torch.func.grad(lambda p: -mdn_keras.log_prob(p, y, 2, 3).sum())(params)
+    got = torch.func.grad(lambda p: mdn_keras.mdn_nll(y, p, 2, 3).sum())(params)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    per_row = torch.func.vmap(torch.func.grad(lambda p, t: mdn_keras.mdn_nll(t, p, 2, 3)))(
+        params, y
+    )
+    np.testing.assert_allclose(per_row.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_family_whose_vjp_takes_w_alone_still_trains(rng):
+    # Families written for `vjp(w)` (before `with_target`) keep working.
+    from mdn_keras.families import Normal
+
+    class OldNormal(Normal):
+        def log_prob_with_vjp(self, parts, y):
+            log_p, vjp = super().log_prob_with_vjp(parts, y)
+            return log_p, lambda w: vjp(w)
+
+    params = random_params(rng, (6,), 2, 3)
+    y = rng.normal(size=(6, 2)).astype("float32")
+    target = ops.convert_to_tensor(y)
+    got_v, got_g = value_and_grad(lambda p: mdn_keras.mdn_nll(target, p, 2, 3, OldNormal()), params)
+    want_v, want_g = value_and_grad(lambda p: -mdn_keras.log_prob(p, target, 2, 3), params)
+    np.testing.assert_allclose(got_v, want_v, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(got_g, want_g, rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.jax_only
 @pytest.mark.parametrize("component", ["normal", "laplace"])
 def test_forward_mode_and_hessians_of_the_loss_on_jax(rng, component):

@@ -405,6 +405,38 @@ def test_laplace_mode_derivative_is_its_locations(rng):
     np.testing.assert_allclose(grad[:, k:], 0.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["normal", "laplace"])
+def test_mode_derivative_of_half_precision_params_keeps_the_value(rng, name):
+    # The derivative's updates run in float32 (Laplace's floored precision
+    # 1 / (b * 1e-6 b) overflows float16): finite, and the same mode.
+    from backend_utils import value_and_grad
+
+    params = random_family_params(rng, (4,), 1, 3, name).astype("float16")
+    value, grad = value_and_grad(lambda p: mixture_mode(p, 1, 3, component=name)[..., 0], params)
+    np.testing.assert_array_equal(value, to_np(mixture_mode(params, 1, 3, component=name))[..., 0])
+    assert np.all(np.isfinite(grad.astype(np.float32)))
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
+def test_compiled_mode_runs_its_derivative_steps_only_for_a_derivative(rng, monkeypatch):
+    # jax.jit / tf.function inference (model.predict) does not pay for them.
+    import mdn_keras.statistics as st
+    from backend_utils import compiled, xla_grad
+
+    calls = []
+    real = st._ModeIteration.update
+    monkeypatch.setattr(st._ModeIteration, "update", lambda *a: calls.append(1) or real(*a))
+    params = random_params(rng, (4,), 2, 3)
+
+    def first(p):
+        return mixture_mode(p, 2, 3)[..., 0]
+
+    to_np(compiled(first)(keras.ops.convert_to_tensor(params)))
+    assert calls == []
+    assert np.all(np.isfinite(xla_grad(first, params)))
+    assert calls
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
 def test_mode_derivative_compiles(rng):
     from backend_utils import value_and_grad, xla_grad

@@ -89,6 +89,21 @@ def test_functional_model_of_the_function(rng, name):
     check_outputs(model.predict(batch, verbose=0), fn, batch[1])  # compiled on JAX and TF
 
 
+def test_two_calls_of_one_function_in_a_model_save_and_reload(rng, tmp_path):
+    x, params = head(1)
+    low = mdn_keras.mixture_quantile(params, 0.1, 1, K)
+    high = mdn_keras.mixture_quantile(params, 0.9, 1, K)
+    model = keras.Model(x, [low, high])
+    batch = data(rng)
+    got = [to_numpy(t) for t in model(batch)]
+    assert np.all(got[0] < got[1])
+    path = str(tmp_path / "two.keras")
+    model.save(path)
+    again = [to_numpy(t) for t in keras.models.load_model(path, safe_mode=True)(batch)]
+    for a, b in zip(again, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_symbolic_output_shapes():
     x, params = head(2)
     assert tuple(mdn_keras.mixture_mode(params, 2, K).shape) == (None, 2)
