@@ -42,7 +42,8 @@ def accepts_symbolic(fn: F) -> F:
     argument returns the outputs of a `MixtureFunction` operation.
 
     The symbolic arguments become the operation's inputs; every other
-    argument (counts, levels, the family, ...) is kept in its config.
+    argument (counts, levels, the family, ...), defaults included, is kept
+    in its config.
     """
     signature = inspect.signature(fn)
 
@@ -50,7 +51,9 @@ def accepts_symbolic(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not is_symbolic(*args, *kwargs.values()):
             return fn(*args, **kwargs)
-        arguments = signature.bind(*args, **kwargs).arguments
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # a saved model keeps the options it was built with
+        arguments = bound.arguments
         names = [n for n, v in arguments.items() if isinstance(v, keras.KerasTensor)]
         options = {n: v for n, v in arguments.items() if n not in names}
         return MixtureFunction(fn.__name__, names, options)(*(arguments[n] for n in names))
