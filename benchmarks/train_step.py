@@ -70,25 +70,21 @@ FULL_BATCHES = [1024, 4096, 16384]
 FULL_DIMS = [1, 2, 32]
 
 
-#: `--families`: the component families timed (None: every one `mdn_keras` lists).
-ONLY_FAMILIES: Optional[list[str]] = None
-
-
-def families() -> list[Optional[str]]:
+def families(only: Optional[list[str]] = None) -> list[Optional[str]]:
     """Component families `mdn_keras` offers; `[None]` (the default) when it lists none.
 
     Looks for `mdn_keras.FAMILIES` (a sequence or mapping of names). Each
     name is passed as `component=name` to `MDN` and `MDNLoss` (see `ours`).
-    With `--families`, only those named.
+    With `only` (`--families`), just those named.
     """
     listed = getattr(mdn_keras, "FAMILIES", None)
     if not listed:
         return [None]
-    if ONLY_FAMILIES is not None:
-        unknown = sorted(set(ONLY_FAMILIES) - set(listed))
+    if only is not None:
+        unknown = sorted(set(only) - set(listed))
         if unknown:
             raise SystemExit(f"--families: expected names from {list(listed)}, got {unknown}")
-        return [f for f in listed if f in ONLY_FAMILIES]
+        return [f for f in listed if f in only]
     return list(listed)
 
 
@@ -159,7 +155,9 @@ def build(head: keras.layers.Layer, loss: Any, seed: int = 0) -> keras.Model:
     return model
 
 
-def candidates(d: int, k: int) -> dict[str, tuple[keras.Model, bool]]:
+def candidates(
+    d: int, k: int, only: Optional[list[str]] = None
+) -> dict[str, tuple[keras.Model, bool]]:
     """name -> (compiled model, whether it trains on the P-wide floor target)."""
     p = k * (2 * d + 1)
     out: dict[str, tuple[keras.Model, bool]] = {
@@ -171,14 +169,16 @@ def candidates(d: int, k: int) -> dict[str, tuple[keras.Model, bool]]:
             build(keras_mdn_layer.MDN(d, k), keras_mdn_layer.get_mixture_loss_func(d, k)),
             False,
         )
-    for family in families():
+    for family in families(only):
         name = "ours" if family is None else f"ours[{family}]"
         out[name] = (build(*ours(d, k, family)), False)
     out["hand"] = (build(HandHead(d, k), hand_loss(d, k)), False)
     return out
 
 
-def run_cell(batch: int, d: int, k: int, rounds: int, min_time: float) -> dict[str, Any]:
+def run_cell(
+    batch: int, d: int, k: int, rounds: int, min_time: float, only: Optional[list[str]] = None
+) -> dict[str, Any]:
     """Times every candidate's `train_on_batch` at one cell, interleaved."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, INPUT_DIM)).astype("float32")
@@ -187,7 +187,7 @@ def run_cell(batch: int, d: int, k: int, rounds: int, min_time: float) -> dict[s
     # Backend tensors on the default device, made once: a NumPy batch would be
     # copied in on every step (on a GPU, host-to-device copies would dominate).
     x, y, y_floor = (ops.convert_to_tensor(a) for a in (x, y, y_floor))
-    models = candidates(d, k)
+    models = candidates(d, k, only)
     fns = {
         name: (lambda m=model, t=(y_floor if floor else y): m.train_on_batch(x, t))
         for name, (model, floor) in models.items()
@@ -289,8 +289,7 @@ def main() -> None:
         help="also time loss+gradient alone at B=65536, K=8, D=16 (auto: on JAX only)",
     )
     args = parser.parse_args()
-    global ONLY_FAMILIES
-    ONLY_FAMILIES = args.families.split(",") if args.families else None
+    only = args.families.split(",") if args.families else None
     if args.batch:
         dims = [int(v) for v in (args.dims or "1,2,32").split(",")]
         cells = [(int(b), d) for b in args.batch.split(",") for d in dims]
@@ -301,12 +300,12 @@ def main() -> None:
     k = args.num_mixtures
     print(f"backend={BACKEND}  device={device_name()}  {versions()}  K={k}")
     print(
-        f"families: {[f or 'default' for f in families()]}"
+        f"families: {[f or 'default' for f in families(only)]}"
         + ("" if keras_mdn_layer else "  (keras-mdn-layer not installed: no kmdn column)")
     )
     results = []
     for batch, d in cells:
-        results.append(run_cell(batch, d, k, args.rounds, args.min_time))
+        results.append(run_cell(batch, d, k, args.rounds, args.min_time, only))
         print(f"  done B={batch} D={d}:\n{report(results[-1:])}\n", flush=True)
     print("\nms per train_on_batch step (median), ratios = median of per-round ratios:\n")
     print(report(results))

@@ -27,6 +27,8 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
+from mdn_keras.symbolic import is_symbolic
+
 #: Compiled functions kept, one per `(fn, static)`; the least recently used goes first.
 CACHE_SIZE = 64
 
@@ -43,7 +45,7 @@ def _traced_jax(tensors: tuple) -> bool:
 def compiles_here(*tensors: Any) -> bool:
     """True when `call` would run the compiled function for these tensors."""
     backend = keras.backend.backend()
-    if any(isinstance(t, keras.KerasTensor) for t in tensors):
+    if is_symbolic(*tensors):
         return False  # a symbolic call (a functional model being built)
     if backend == "jax":
         return not _traced_jax(tensors)
@@ -64,7 +66,7 @@ def may_be_differentiated(*tensors: Any) -> bool:
     eager TensorFlow with no `GradientTape` recording. Anything traced
     (`jax.jit`, `tf.function`, a symbolic Keras call) may be differentiated.
     """
-    if any(isinstance(t, keras.KerasTensor) for t in tensors):
+    if is_symbolic(*tensors):
         return True
     backend = keras.backend.backend()
     if backend == "jax":

@@ -250,8 +250,8 @@ def mixture_mode(
     Derivative: the search runs on constants (no derivative through its
     loop); where a derivative can be taken (`_compile.may_be_differentiated`)
     the result carries that of `num_iterations` plain steps of `F` from the
-    mode, `x_n = F(x_{n-1}; theta)`, on every backend and to every order
-    (`x + (x_n - stop_gradient(x_n))`, so the value keeps its bits). At a
+    mode, `x_n = F(x_{n-1}; theta)`, on every backend, while its value stays
+    the search's, bit for bit. At a
     fixed point that is the implicit function's derivative
     `(I - dF/dx)^-1 dF/dtheta` summed as its series `sum_n (dF/dx)^n
     dF/dtheta`, whose error falls as `rho^n`, `rho` the iteration's rate
