@@ -88,10 +88,14 @@ def families(only: Optional[list[str]] = None) -> list[Optional[str]]:
     return list(listed)
 
 
-def ours(d: int, k: int, component: Optional[str]) -> tuple[keras.layers.Layer, Any]:
-    """`mdn_keras.MDN` and `MDNLoss` for one component family (None: the default)."""
+def ours(
+    d: int, k: int, component: Optional[str], scale_activation: Optional[str] = None
+) -> tuple[keras.layers.Layer, Any]:
+    """`mdn_keras.MDN` and `MDNLoss` for one component family (None: the default),
+    with the layer's default scale activation or `scale_activation`."""
     kwargs = {} if component is None else {"component": component}
-    return mdn_keras.MDN(d, k, **kwargs), mdn_keras.MDNLoss(d, k, **kwargs)
+    layer_kwargs = {} if scale_activation is None else {"scale_activation": scale_activation}
+    return mdn_keras.MDN(d, k, **kwargs, **layer_kwargs), mdn_keras.MDNLoss(d, k, **kwargs)
 
 
 class HandHead(keras.layers.Layer):
@@ -156,9 +160,17 @@ def build(head: keras.layers.Layer, loss: Any, seed: int = 0) -> keras.Model:
 
 
 def candidates(
-    d: int, k: int, only: Optional[list[str]] = None
+    d: int,
+    k: int,
+    only: Optional[list[str]] = None,
+    activations: Optional[list[str]] = None,
 ) -> dict[str, tuple[keras.Model, bool]]:
-    """name -> (compiled model, whether it trains on the P-wide floor target)."""
+    """name -> (compiled model, whether it trains on the P-wide floor target).
+
+    `activations` (`--scale-activations`): scale activations other than the
+    layer's default to time as well, one more `ours[family,activation]`
+    column each.
+    """
     p = k * (2 * d + 1)
     out: dict[str, tuple[keras.Model, bool]] = {
         "floor": (build(keras.layers.Dense(p), "mse"), True),
@@ -172,12 +184,21 @@ def candidates(
     for family in families(only):
         name = "ours" if family is None else f"ours[{family}]"
         out[name] = (build(*ours(d, k, family)), False)
+        for activation in activations or []:
+            tag = f"{family or 'default'},{activation}"
+            out[f"ours[{tag}]"] = (build(*ours(d, k, family, activation)), False)
     out["hand"] = (build(HandHead(d, k), hand_loss(d, k)), False)
     return out
 
 
 def run_cell(
-    batch: int, d: int, k: int, rounds: int, min_time: float, only: Optional[list[str]] = None
+    batch: int,
+    d: int,
+    k: int,
+    rounds: int,
+    min_time: float,
+    only: Optional[list[str]] = None,
+    activations: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Times every candidate's `train_on_batch` at one cell, interleaved."""
     rng = np.random.default_rng(0)
@@ -187,7 +208,7 @@ def run_cell(
     # Backend tensors on the default device, made once: a NumPy batch would be
     # copied in on every step (on a GPU, host-to-device copies would dominate).
     x, y, y_floor = (ops.convert_to_tensor(a) for a in (x, y, y_floor))
-    models = candidates(d, k, only)
+    models = candidates(d, k, only, activations)
     fns = {
         name: (lambda m=model, t=(y_floor if floor else y): m.train_on_batch(x, t))
         for name, (model, floor) in models.items()
@@ -283,6 +304,11 @@ def main() -> None:
         "ones left out, make shorter rounds and steadier ratios",
     )
     parser.add_argument(
+        "--scale-activations",
+        help="comma-separated scale activations besides the default to time for each "
+        "family, e.g. elu_plus_one (keras-mdn-layer's)",
+    )
+    parser.add_argument(
         "--loss-grad",
         choices=("auto", "yes", "no"),
         default="auto",
@@ -290,6 +316,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     only = args.families.split(",") if args.families else None
+    activations = args.scale_activations.split(",") if args.scale_activations else None
     if args.batch:
         dims = [int(v) for v in (args.dims or "1,2,32").split(",")]
         cells = [(int(b), d) for b in args.batch.split(",") for d in dims]
@@ -305,7 +332,7 @@ def main() -> None:
     )
     results = []
     for batch, d in cells:
-        results.append(run_cell(batch, d, k, args.rounds, args.min_time, only))
+        results.append(run_cell(batch, d, k, args.rounds, args.min_time, only, activations))
         print(f"  done B={batch} D={d}:\n{report(results[-1:])}\n", flush=True)
     print("\nms per train_on_batch step (median), ratios = median of per-round ratios:\n")
     print(report(results))

@@ -58,6 +58,69 @@ def compiles_here(*tensors: Any) -> bool:
     return False
 
 
+def with_derivative_of(value: Any, fn: Callable[..., Any], *inputs: Any) -> Any:
+    """`value`, held constant, carrying the derivative of `fn(*inputs)`.
+
+    For results found by a search that is not differentiated (a loop run on
+    constants) and given the derivative of a cheaper expression: `fn`
+    returns a tensor of `value`'s shape whose derivative with respect to
+    `inputs` is the one wanted; its value is not used. Where that value is
+    not finite, the derivative is 0 there (the result stays `value`).
+
+    On JAX (a `jax.custom_jvp`: forward and reverse mode) and TensorFlow (a
+    `tf.custom_gradient`) `fn` is evaluated only when a derivative is taken,
+    so compiled calls that take none (`jax.jit`, `model.predict`) do not run
+    it. On PyTorch it runs with the call; callers skip it where
+    `may_be_differentiated` is False.
+
+    Args:
+        value: the result, any shape.
+        fn: a function of `inputs` (backend tensors) to a tensor of `value`'s shape.
+        *inputs: floating tensors, the ones differentiated.
+
+    Returns:
+        A tensor equal to `value`, bit for bit.
+    """
+    value = ops.stop_gradient(value)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        @jax.custom_jvp
+        def carry_jax(point: Any, *args: Any) -> Any:
+            return point
+
+        @carry_jax.defjvp
+        def rule(primals: tuple, tangents: tuple) -> tuple:
+            out, tangent = jax.jvp(fn, primals[1:], tangents[1:])
+            return primals[0], ops.where(ops.isfinite(out), tangent, ops.zeros_like(tangent))
+
+        return carry_jax(value, *inputs)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def carry_tf(*args: Any) -> tuple:
+            def grad(upstream: Any) -> Any:
+                with tf.GradientTape() as tape:
+                    tape.watch(args)
+                    out = fn(*args)
+                upstream = tf.where(tf.math.is_finite(out), upstream, tf.zeros_like(upstream))
+                return tape.gradient(
+                    out,
+                    args,
+                    output_gradients=upstream,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+
+            return tf.identity(value), grad
+
+        return carry_tf(*inputs)
+    out = fn(*inputs)
+    delta = out - ops.stop_gradient(out)
+    return value + ops.where(ops.isfinite(out), delta, ops.zeros_like(delta))
+
+
 def may_be_differentiated(*tensors: Any) -> bool:
     """False where no derivative with respect to `tensors` can be taken here.
 

@@ -248,11 +248,10 @@ def mixture_mode(
     ridge the result is a point on the ridge.
 
     Derivative: the search runs on constants (no derivative through its
-    loop); where a derivative can be taken (`_compile.may_be_differentiated`)
-    the result carries that of `num_iterations` plain steps of `F` from the
-    mode, `x_n = F(x_{n-1}; theta)`, on every backend, while its value stays
-    the search's, bit for bit. At a
-    fixed point that is the implicit function's derivative
+    loop); where a derivative is taken the result carries that of
+    `num_iterations` plain steps of `F` from the mode, `x_n = F(x_{n-1};
+    theta)`, on every backend, while its value stays the search's, bit for
+    bit. At a fixed point that is the implicit function's derivative
     `(I - dF/dx)^-1 dF/dtheta` summed as its series `sum_n (dF/dx)^n
     dF/dtheta`, whose error falls as `rho^n`, `rho` the iteration's rate
     (the largest eigenvalue of `dF/dx`: about 0 where one component
@@ -315,12 +314,8 @@ def _with_fixed_point_derivative(
     params: Tensor, x: Tensor, *, family: Family, output_dim: int, num_mixtures: int, steps: int
 ) -> Tensor:
     """`x` (a mode, `(..., D)`), carrying the derivative of `steps` plain steps
-    of the mode iteration `F` from it (see `mixture_mode`).
-
-    On JAX (a `custom_jvp`) and TensorFlow (a `custom_gradient`) the steps
-    are built only when a derivative is taken, so compiled calls that take
-    none (`jax.jit`, `model.predict`) do not run them; on PyTorch they run
-    where `params` requires grad. The value is `x` itself.
+    of the mode iteration `F` from it (see `mixture_mode`), built only when a
+    derivative is taken (`_compile.with_derivative_of`). The value is `x` itself.
     """
     x = ops.stop_gradient(x)
     dtype = keras.backend.standardize_dtype(x.dtype)
@@ -347,39 +342,7 @@ def _with_fixed_point_derivative(
         (end,) = repeat(steps, step, (ops.expand_dims(ops.cast(x, work), -2),))
         return ops.cast(end[..., 0, :], dtype)
 
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        @jax.custom_jvp
-        def carry_jax(p: Tensor, point: Tensor) -> Tensor:
-            return point
-
-        @carry_jax.defjvp
-        def rule(primals: tuple, tangents: tuple) -> tuple:
-            p, point = primals
-            _, tangent = jax.jvp(moved, (p,), (tangents[0],))
-            return point, tangent
-
-        return carry_jax(params, x)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.custom_gradient
-        def carry_tf(p: Tensor) -> tuple:
-            def grad(upstream: Tensor) -> Tensor:
-                with tf.GradientTape() as tape:
-                    tape.watch(p)
-                    end = moved(p)
-                return tape.gradient(end, p, output_gradients=upstream)
-
-            return tf.identity(x), grad
-
-        return carry_tf(params)
-    end = moved(params)
-    # Where the steps overflow the value stays `x` (its derivative may not be finite).
-    delta = end - ops.stop_gradient(end)
-    return x + ops.where(ops.isfinite(end), delta, ops.zeros_like(delta))
+    return _compile.with_derivative_of(x, moved, params)
 
 
 def _mode_search(
@@ -770,9 +733,10 @@ def mixture_quantile(
     from `F(x; theta) = q`, `dx = (dq - dF/dtheta dtheta) / p(x)`, with `p`
     the mixture density at `x`. The loop itself is not differentiated (it
     runs on constants); one more cdf pass carries the derivative, and only
-    where a derivative can be taken (not for concrete JAX arrays, PyTorch
+    where a derivative is taken (not for concrete JAX arrays, PyTorch
     tensors without `requires_grad`, or eager TensorFlow outside a
-    `GradientTape`; traced calls always include it). Limits: first order
+    `GradientTape`; in compiled calls on JAX and TensorFlow, `jax.jit` or
+    `model.predict`, it is built only when they are differentiated). Limits: first order
     only (second derivatives are wrong); PyTorch forward mode
     (`torch.func.jvp`, dual tensors) gets no tangent; in float32 the
     derivative with respect to the mixture logits loses digits at levels
@@ -883,25 +847,30 @@ def _with_root_derivative(
     `F(x(theta, q); theta) = q` gives `dx = (dq - dF/dtheta dtheta) / p(x)`.
     That is the derivative of `step = (q - F(x0; theta)) / p(x0)` at the
     fixed `x0 = x` (the density held constant: its own derivative is
-    multiplied by `q - F`, which is zero at the root), and `x + (step -
-    stop_gradient(step))` has the value of `x`, bit for bit (`step - step`
-    is 0 for a finite step), and that derivative. Where the density at `x`
-    is below the smallest normal float (a gap between components, where the
-    quantile is not unique) the derivative is 0; NaN roots stay NaN.
+    multiplied by `q - F`, which is zero at the root), which `x` carries
+    (`_compile.with_derivative_of`: the cdf pass runs only when a derivative
+    is taken); the value is `x`, bit for bit. Where the density at `x` is
+    below the smallest normal float (a gap between components, where the
+    quantile is not unique), or `x` is NaN, the derivative is 0.
     """
-    logits, parts = split_unchecked(params, 1, num_mixtures, family)
     x0 = ops.stop_gradient(x)[..., None]  # (..., 1)
-    cdf = _marginal_cdf(family, mixing_probs(logits), parts, x0)[..., 0]
-    log_w = ops.log_softmax(ops.stop_gradient(logits), axis=-1)
-    stopped = tuple(ops.stop_gradient(t) for t in parts)
-    log_density = ops.logsumexp(log_w + family.log_prob(stopped, ops.expand_dims(x0, -2)), axis=-1)
-    density = ops.exp(log_density)
     # ml_dtypes (a Keras dependency) also knows bfloat16, which NumPy does not.
     tiny = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).tiny)
-    usable = density >= tiny
-    step = (q - cdf) / ops.where(usable, density, ops.ones_like(density))
-    step = ops.where(usable, step, ops.zeros_like(step))
-    return x + (step - ops.stop_gradient(step))
+
+    def step(params: Tensor, q: Tensor) -> Tensor:
+        logits, parts = split_unchecked(params, 1, num_mixtures, family)
+        cdf = _marginal_cdf(family, mixing_probs(logits), parts, x0)[..., 0]
+        log_w = ops.log_softmax(ops.stop_gradient(logits), axis=-1)
+        stopped = tuple(ops.stop_gradient(t) for t in parts)
+        log_density = ops.logsumexp(
+            log_w + family.log_prob(stopped, ops.expand_dims(x0, -2)), axis=-1
+        )
+        density = ops.exp(log_density)
+        usable = density >= tiny
+        out = (q - cdf) / ops.where(usable, density, ops.ones_like(density))
+        return ops.where(usable, out, ops.zeros_like(out))
+
+    return _compile.with_derivative_of(x, step, params, ops.cast(q, x.dtype))
 
 
 def _bisect(

@@ -418,23 +418,35 @@ def test_mode_derivative_of_half_precision_params_keeps_the_value(rng, name):
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
-def test_compiled_mode_runs_its_derivative_steps_only_for_a_derivative(rng, monkeypatch):
-    # jax.jit / tf.function inference (model.predict) does not pay for them.
-    import mdn_keras.statistics as st
+@pytest.mark.parametrize(
+    "d, fn",
+    [
+        (2, lambda p: mixture_mode(p, 2, 3)[..., 0]),
+        (1, lambda p: mixture_quantile(p, 0.3, 1, 3)),
+        (1, lambda p: prediction_interval(p, 0.8, 1, 3)[1]),
+    ],
+    ids=["mode", "quantile", "interval"],
+)
+def test_compiled_statistics_build_their_derivative_only_for_a_derivative(rng, monkeypatch, d, fn):
+    # jax.jit / tf.function inference (model.predict) does not pay for the
+    # derivative's pass (the mode's updates, the quantile's cdf).
+    import mdn_keras._compile as _compile
     from backend_utils import compiled, xla_grad
 
     calls = []
-    real = st._ModeIteration.update
-    monkeypatch.setattr(st._ModeIteration, "update", lambda *a: calls.append(1) or real(*a))
-    params = random_params(rng, (4,), 2, 3)
+    real = _compile.with_derivative_of
 
-    def first(p):
-        return mixture_mode(p, 2, 3)[..., 0]
+    def counted(value, fn, *inputs):
+        return real(value, lambda *args: calls.append(1) or fn(*args), *inputs)
 
-    to_np(compiled(first)(keras.ops.convert_to_tensor(params)))
+    monkeypatch.setattr(_compile, "with_derivative_of", counted)
+    params = random_params(rng, (4,), d, 3)
+    plain = to_np(compiled(fn)(keras.ops.convert_to_tensor(params)))
     assert calls == []
-    assert np.all(np.isfinite(xla_grad(first, params)))
+    np.testing.assert_array_equal(plain, to_np(fn(params)))
+    grad = xla_grad(fn, params)
     assert calls
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="compiles with jax.jit or XLA")
