@@ -4,7 +4,7 @@ shape strings for error messages, and the split of the flat last axis."""
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -75,13 +75,38 @@ def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> lis
         import tensorflow as tf
 
         if tf.is_tensor(x) and x.shape[-1] == sum(sizes):
-            return tf.split(x, sizes, axis=-1)
+            blocks = _concatenated_blocks(x, sizes)
+            return blocks if blocks is not None else tf.split(x, sizes, axis=-1)
     bounds = []
     total = 0
     for size in sizes[:-1]:
         total += size
         bounds.append(total)
     return list(ops.split(x, bounds, axis=-1))
+
+
+def _concatenated_blocks(x: Any, sizes: list[int]) -> Optional[list]:
+    """In a TensorFlow graph, the inputs of the concatenate that made `x`, where
+    they are blocks of `sizes` along its last axis; else None.
+
+    The split of a concatenate of the same blocks is those blocks. XLA
+    cancels the pair; TensorFlow's graph runtime (Keras' CPU training step)
+    would copy the blocks twice forward and twice again in the gradient.
+    """
+    op = getattr(x, "op", None)  # eager tensors have no producing op
+    if op is None or op.type != "ConcatV2" or len(op.inputs) != len(sizes) + 1:
+        return None
+    import tensorflow as tf
+
+    axis = tf.get_static_value(op.inputs[-1])
+    rank = x.shape.rank
+    if axis is None or rank is None or int(axis) not in (-1, rank - 1):
+        return None
+    blocks = list(op.inputs[:-1])
+    for block, size in zip(blocks, sizes, strict=True):
+        if block.shape.rank != rank or block.shape[-1] != size:
+            return None
+    return blocks
 
 
 def reduce_max(x: Tensor, axis: Axis, keepdims: bool = False) -> Tensor:

@@ -262,3 +262,57 @@ def test_forward_mode_and_hessians_of_the_loss_on_jax(rng, component):
         np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-12)
     finally:
         jax.config.update("jax_enable_x64", enabled)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
+@pytest.mark.parametrize("component", ["normal", "student_t"])
+def test_loss_of_the_layers_output_takes_its_blocks_in_a_graph(rng, component):
+    # In a TensorFlow graph (Keras' CPU training step) the loss reads the
+    # blocks the layer concatenated instead of splitting the concatenate
+    # again: one split (the layer's) in the graph, values and gradients equal.
+    import tensorflow as tf
+
+    d, k = 2, 3
+    layer = mdn_keras.MDN(d, k, component=component)
+    layer.build((None, 4))
+    x = tf.constant(rng.normal(size=(5, 4)).astype("float32"))
+    y = tf.constant(rng.normal(size=(5, d)).astype("float32"))
+
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(mdn_keras.mdn_nll(y, layer(x), d, k, component))
+        return loss, tape.gradient(loss, layer.trainable_variables)
+
+    graph = tf.function(step).get_concrete_function(x, y).graph
+    splits = [op for op in graph.get_operations() if op.type in ("Split", "SplitV")]
+    assert len(splits) == 1
+    eager, traced = step(x, y), tf.function(step)(x, y)
+    np.testing.assert_allclose(traced[0], eager[0], rtol=1e-6)
+    for got, want in zip(traced[1], eager[1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
+def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
+    import tensorflow as tf
+
+    from mdn_keras.shapes import split_last
+
+    a = tf.reshape(tf.range(8.0), (4, 2))
+    b = tf.reshape(tf.range(8.0, 20.0), (4, 3))
+
+    @tf.function
+    def blocks(sizes, axis=-1):
+        x = tf.concat([a, b], axis=-1) if axis == -1 else tf.concat([a[:, :1], a[:, 1:]], axis=0)
+        parts = split_last(x, sizes)
+        return [p.op.type for p in parts], parts
+
+    types, parts = blocks([2, 3])
+    assert "SplitV" not in types  # the concatenate's inputs themselves
+    np.testing.assert_array_equal(parts[1], b)
+    types, parts = blocks([3, 2])  # other sizes: split
+    assert types == ["SplitV", "SplitV"]
+    np.testing.assert_array_equal(tf.concat(parts, -1), tf.concat([a, b], -1))
+    types, parts = blocks([0, 1], axis=0)  # concatenated along another axis: split
+    assert types == ["SplitV", "SplitV"]
+    assert parts[0].shape[-1] == 0 and parts[1].shape == (8, 1)
