@@ -15,7 +15,7 @@ from mdn_keras.params import (
     params_size,
     scale_from_raw,
 )
-from mdn_keras.shapes import split_last
+from mdn_keras.shapes import concat_last, split_last
 from mdn_keras.types import Shape, Tensor
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class MDN(keras.layers.Layer):
         # One split and one concatenate (their gradients cancel under XLA).
         blocks = split_last(raw, [k * size for size in self.component.part_sizes(d)] + [k])
         parts = self.component.constrain(blocks[:-1], self._scale, d)
-        return ops.concatenate([*parts, blocks[-1]], axis=-1)
+        return concat_last([*parts, blocks[-1]])
 
     def _scale(self, raw: Tensor) -> Tensor:
         return scale_from_raw(raw, self.scale_activation, self.min_scale, self.max_scale)

@@ -44,6 +44,30 @@ def merge_last(x: Tensor, n: int) -> Tensor:
     return ops.reshape(x, (*lead_shape(x, n), size))
 
 
+#: Attribute of a PyTorch tensor made by `concat_last`: `(version, sizes, blocks)`.
+_BLOCKS = "_mdn_keras_blocks"
+
+
+def concat_last(blocks: Sequence[Tensor]) -> Tensor:
+    """Concatenates `blocks` along the last axis; `split_last` of the result
+    into the same sizes returns `blocks` themselves.
+
+    On TensorFlow `split_last` finds them in the graph (`_concatenated_blocks`);
+    on PyTorch a result that requires grad keeps them, with its version
+    counter, so an in-place change of the result makes `split_last` split
+    it instead. The
+    loss then differentiates the layer's blocks directly: no split forward
+    and no concatenate of its gradient (XLA cancels the pair by itself).
+    """
+    out = ops.concatenate(list(blocks), axis=-1)
+    # Only where a derivative will be taken: elsewhere the split is cheap
+    # views, and kept blocks would hold memory as long as the result lives.
+    if keras.backend.backend() == "torch" and out.requires_grad:
+        sizes = tuple(int(b.shape[-1]) for b in blocks)
+        setattr(out, _BLOCKS, (out._version, sizes, tuple(blocks)))
+    return out
+
+
 def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> list:
     """Splits the last axis of `x` into consecutive blocks of the given sizes.
 
@@ -69,7 +93,11 @@ def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> lis
         import torch
 
         if isinstance(x, torch.Tensor):
-            blocks = torch.split(x, sizes, dim=-1)
+            kept = getattr(x, _BLOCKS, None)
+            if kept is not None and kept[0] == x._version and kept[1] == tuple(sizes):
+                blocks = kept[2]
+            else:
+                blocks = torch.split(x, sizes, dim=-1)
             return [b.contiguous() for b in blocks] if contiguous else list(blocks)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -316,3 +316,36 @@ def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
     types, parts = blocks([0, 1], axis=0)  # concatenated along another axis: split
     assert types == ["SplitV", "SplitV"]
     assert parts[0].shape[-1] == 0 and parts[1].shape == (8, 1)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch tensors")
+def test_loss_of_the_layers_output_takes_its_blocks_on_torch(rng):
+    # The layer's output keeps the blocks it concatenated; the loss reads
+    # them (no split, no concatenate of the gradient), with the same values
+    # and gradients as from a copy of the output, which is split.
+    import torch
+
+    from mdn_keras.shapes import split_last
+
+    d, k = 2, 3
+    layer = mdn_keras.MDN(d, k)
+    x = torch.tensor(rng.normal(size=(5, 4)).astype("float32"))
+    y = torch.tensor(rng.normal(size=(5, d)).astype("float32"))
+    out = layer(x)
+    sizes = [k * d, k * d, k]
+    kept = out._mdn_keras_blocks[2]
+    assert all(a is b for a, b in zip(split_last(out, sizes), kept, strict=True))
+    kernel = layer.kernel.value
+    got = torch.autograd.grad(mdn_keras.mdn_nll(y, out, d, k).sum(), kernel)[0]
+    copied = layer(x) * 1.0  # a new tensor: no kept blocks
+    assert not hasattr(copied, "_mdn_keras_blocks")
+    want = torch.autograd.grad(mdn_keras.mdn_nll(y, copied, d, k).sum(), kernel)[0]
+    np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-6, atol=1e-7)
+    # Changed in place: the kept blocks are stale, so the output is split.
+    with torch.no_grad():
+        out.mul_(1.5)
+    blocks = split_last(out, sizes)
+    np.testing.assert_array_equal(to_numpy(blocks[0]), to_numpy(out[:, : k * d]))
+    # Without gradients (inference) nothing is kept.
+    with torch.no_grad():
+        assert not hasattr(layer(x), "_mdn_keras_blocks")
