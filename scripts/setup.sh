@@ -18,6 +18,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] installing mdn_keras[$extras] into .venv (first run downloads the backends)"
+free_kb="$(df -Pk . | awk 'NR == 2 {print $4}')"
+if [ -n "$free_kb" ] && [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
+  echo "[setup] warning: $((free_kb / 1024)) MB free here; all backends need about 5 GB in .venv" >&2
+fi
 log=.venv/install.log
 if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
        .venv/bin/python -m pip install --disable-pip-version-check \
