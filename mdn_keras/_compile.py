@@ -65,7 +65,9 @@ def with_derivative_of(value: Any, fn: Callable[..., Any], *inputs: Any) -> Any:
     constants) and given the derivative of a cheaper expression: `fn`
     returns a tensor of `value`'s shape whose derivative with respect to
     `inputs` is the one wanted; its value is not used. Where that value is
-    not finite, the derivative is 0 there (the result stays `value`).
+    not finite, the derivative is 0 there (the result stays `value`); `fn`'s
+    partial derivatives must still be finite there, as a reverse pass
+    multiplies them by that 0.
 
     On JAX (a `jax.custom_jvp`: forward and reverse mode) and TensorFlow (a
     `tf.custom_gradient`) `fn` is evaluated only when a derivative is taken,

@@ -12,6 +12,7 @@ from mdn_keras.checks import check_target_strict
 from mdn_keras.density import log_prob
 from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.params import check_params, check_positive_int, split_unchecked
+from mdn_keras.shapes import reusing_blocks
 from mdn_keras.symbolic import accepts_symbolic
 from mdn_keras.types import Tensor
 
@@ -221,6 +222,13 @@ class MDNLoss(keras.losses.Loss):
     (from `Masking`, `Embedding(mask_zero=True)`, ...), so padded timesteps
     contribute nothing.
 
+    Where `y_pred` is the `MDN` layer's output, the loss reads the blocks the
+    layer concatenated into it (in TensorFlow graphs and on PyTorch; see
+    `mdn_keras.shapes.reusing_blocks`), which saves a split and a
+    concatenate of the gradient per step; the value and the derivatives
+    with respect to the weights are the same. A derivative with respect to
+    `y_pred` itself is then not defined: take it of `mdn_nll`.
+
     Args:
         output_dim: `D`, as given to the `MDN` layer.
         num_mixtures: `K`, as given to the `MDN` layer.
@@ -257,7 +265,9 @@ class MDNLoss(keras.losses.Loss):
         self.component = get_family(component)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return mdn_nll(y_true, y_pred, self.output_dim, self.num_mixtures, self.component)
+        # The `MDN` layer's blocks, where `y_pred` is its output (see `reusing_blocks`).
+        with reusing_blocks():
+            return mdn_nll(y_true, y_pred, self.output_dim, self.num_mixtures, self.component)
 
     def get_config(self) -> dict:
         return {

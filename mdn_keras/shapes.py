@@ -3,8 +3,10 @@ shape strings for error messages, and the split of the flat last axis."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -44,28 +46,63 @@ def merge_last(x: Tensor, n: int) -> Tensor:
     return ops.reshape(x, (*lead_shape(x, n), size))
 
 
-#: Attribute of a PyTorch tensor made by `concat_last`: `(version, sizes, blocks)`.
+#: Attribute of a PyTorch tensor made by `concat_last`:
+#: `(version, sizes, blocks, grad_fn, data_ptr)`.
 _BLOCKS = "_mdn_keras_blocks"
+
+_REUSE_BLOCKS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mdn_keras_reuse_blocks", default=False
+)
+
+
+@contextlib.contextmanager
+def reusing_blocks() -> Iterator[None]:
+    """Within it, `split_last` of a concatenate into the same blocks returns
+    those blocks: the inputs of a TensorFlow graph's concatenate, or those a
+    PyTorch `concat_last` result kept.
+
+    For `MDNLoss` on the `MDN` layer's output: the loss differentiates the
+    layer's blocks directly, with no split forward and no concatenate of its
+    gradient (XLA cancels the pair by itself). The loss then does not read
+    the flat output itself, so a derivative with respect to that tensor (as
+    opposed to the weights) is not defined there; `mdn_nll` always reads it.
+    """
+    token = _REUSE_BLOCKS.set(True)
+    try:
+        yield
+    finally:
+        _REUSE_BLOCKS.reset(token)
 
 
 def concat_last(blocks: Sequence[Tensor]) -> Tensor:
-    """Concatenates `blocks` along the last axis; `split_last` of the result
-    into the same sizes returns `blocks` themselves.
+    """Concatenates `blocks` along the last axis; within `reusing_blocks`,
+    `split_last` of the result into the same sizes returns `blocks`.
 
-    On TensorFlow `split_last` finds them in the graph (`_concatenated_blocks`);
-    on PyTorch a result that requires grad keeps them, with its version
-    counter, so an in-place change of the result makes `split_last` split
-    it instead. The
-    loss then differentiates the layer's blocks directly: no split forward
-    and no concatenate of its gradient (XLA cancels the pair by itself).
+    On PyTorch a result that requires grad keeps them, with its version
+    counter, autograd node and storage, so a change of the result in place,
+    `detach_()` or a new `.data` make `split_last` split it instead (a
+    change through `.data`, which autograd does not see either, is not
+    detected). TensorFlow graphs need nothing kept (`_concatenated_blocks`).
     """
     out = ops.concatenate(list(blocks), axis=-1)
     # Only where a derivative will be taken: elsewhere the split is cheap
     # views, and kept blocks would hold memory as long as the result lives.
     if keras.backend.backend() == "torch" and out.requires_grad:
         sizes = tuple(int(b.shape[-1]) for b in blocks)
-        setattr(out, _BLOCKS, (out._version, sizes, tuple(blocks)))
+        kept = (out._version, sizes, tuple(blocks), out.grad_fn, out.data_ptr())
+        setattr(out, _BLOCKS, kept)
     return out
+
+
+def _kept_blocks(x: Any, sizes: list[int]) -> Optional[tuple]:
+    """The blocks `concat_last` kept on the PyTorch tensor `x`, where `x` is
+    unchanged since and `sizes` are theirs (within `reusing_blocks`); else None."""
+    kept = getattr(x, _BLOCKS, None) if _REUSE_BLOCKS.get() else None
+    if kept is None:
+        return None
+    version, kept_sizes, blocks, grad_fn, data_ptr = kept
+    unchanged = x._version == version and x.grad_fn is grad_fn and x.data_ptr() == data_ptr
+    return blocks if unchanged and kept_sizes == tuple(sizes) else None
 
 
 def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> list:
@@ -93,18 +130,14 @@ def split_last(x: Tensor, sizes: Sequence[int], contiguous: bool = False) -> lis
         import torch
 
         if isinstance(x, torch.Tensor):
-            kept = getattr(x, _BLOCKS, None)
-            if kept is not None and kept[0] == x._version and kept[1] == tuple(sizes):
-                blocks = kept[2]
-            else:
-                blocks = torch.split(x, sizes, dim=-1)
+            blocks = _kept_blocks(x, sizes) or torch.split(x, sizes, dim=-1)
             return [b.contiguous() for b in blocks] if contiguous else list(blocks)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         if tf.is_tensor(x) and x.shape[-1] == sum(sizes):
-            blocks = _concatenated_blocks(x, sizes)
-            return blocks if blocks is not None else tf.split(x, sizes, axis=-1)
+            found = _concatenated_blocks(x, sizes) if _REUSE_BLOCKS.get() else None
+            return found if found is not None else tf.split(x, sizes, axis=-1)
     bounds = []
     total = 0
     for size in sizes[:-1]:
@@ -119,7 +152,8 @@ def _concatenated_blocks(x: Any, sizes: list[int]) -> Optional[list]:
 
     The split of a concatenate of the same blocks is those blocks. XLA
     cancels the pair; TensorFlow's graph runtime (Keras' CPU training step)
-    would copy the blocks twice forward and twice again in the gradient.
+    would copy the blocks twice forward and twice again in the gradient
+    (see `reusing_blocks`).
     """
     op = getattr(x, "op", None)  # eager tensors have no producing op
     if op is None or op.type != "ConcatV2" or len(op.inputs) != len(sizes) + 1:

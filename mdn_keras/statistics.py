@@ -854,6 +854,10 @@ def _with_root_derivative(
     quantile is not unique), or `x` is NaN, the derivative is 0.
     """
     x0 = ops.stop_gradient(x)[..., None]  # (..., 1)
+    # A NaN root (a level outside (0, 1)) gets a derivative of 0; its cdf's
+    # partials at NaN would be NaN, and 0 * NaN would reach every row's
+    # parameters in a reverse pass.
+    x0 = ops.where(ops.isfinite(x0), x0, ops.zeros_like(x0))
     # ml_dtypes (a Keras dependency) also knows bfloat16, which NumPy does not.
     tiny = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).tiny)
 

@@ -278,9 +278,11 @@ def test_loss_of_the_layers_output_takes_its_blocks_in_a_graph(rng, component):
     x = tf.constant(rng.normal(size=(5, 4)).astype("float32"))
     y = tf.constant(rng.normal(size=(5, d)).astype("float32"))
 
+    loss_fn = mdn_keras.MDNLoss(d, k, component=component)
+
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(mdn_keras.mdn_nll(y, layer(x), d, k, component))
+            loss = loss_fn(y, layer(x))
         return loss, tape.gradient(loss, layer.trainable_variables)
 
     graph = tf.function(step).get_concrete_function(x, y).graph
@@ -291,12 +293,23 @@ def test_loss_of_the_layers_output_takes_its_blocks_in_a_graph(rng, component):
     for got, want in zip(traced[1], eager[1], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
+    # `mdn_nll` reads the flat output itself: its derivative is there in a graph too.
+    @tf.function
+    def by_output(x, y):
+        out = layer(x)
+        with tf.GradientTape() as tape:
+            tape.watch(out)
+            loss = tf.reduce_sum(mdn_keras.mdn_nll(y, out, d, k, component))
+        return tape.gradient(loss, out)
+
+    assert by_output(x, y) is not None
+
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
 def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
     import tensorflow as tf
 
-    from mdn_keras.shapes import split_last
+    from mdn_keras.shapes import reusing_blocks, split_last
 
     a = tf.reshape(tf.range(8.0), (4, 2))
     b = tf.reshape(tf.range(8.0, 20.0), (4, 3))
@@ -304,9 +317,13 @@ def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
     @tf.function
     def blocks(sizes, axis=-1):
         x = tf.concat([a, b], axis=-1) if axis == -1 else tf.concat([a[:, :1], a[:, 1:]], axis=0)
-        parts = split_last(x, sizes)
+        with reusing_blocks():
+            parts = split_last(x, sizes)
         return [p.op.type for p in parts], parts
 
+    # Outside `reusing_blocks` (as for `mdn_nll`): always split.
+    outside = tf.function(lambda: [p.op.type for p in split_last(tf.concat([a, b], -1), [2, 3])])
+    assert outside() == ["SplitV", "SplitV"]
     types, parts = blocks([2, 3])
     assert "SplitV" not in types  # the concatenate's inputs themselves
     np.testing.assert_array_equal(parts[1], b)
@@ -320,32 +337,48 @@ def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch tensors")
 def test_loss_of_the_layers_output_takes_its_blocks_on_torch(rng):
-    # The layer's output keeps the blocks it concatenated; the loss reads
+    # The layer's output keeps the blocks it concatenated; `MDNLoss` reads
     # them (no split, no concatenate of the gradient), with the same values
     # and gradients as from a copy of the output, which is split.
     import torch
 
-    from mdn_keras.shapes import split_last
+    from mdn_keras.shapes import reusing_blocks, split_last
 
     d, k = 2, 3
     layer = mdn_keras.MDN(d, k)
+    loss_fn = mdn_keras.MDNLoss(d, k, reduction="sum")
     x = torch.tensor(rng.normal(size=(5, 4)).astype("float32"))
     y = torch.tensor(rng.normal(size=(5, d)).astype("float32"))
     out = layer(x)
     sizes = [k * d, k * d, k]
     kept = out._mdn_keras_blocks[2]
-    assert all(a is b for a, b in zip(split_last(out, sizes), kept, strict=True))
+    with reusing_blocks():
+        assert all(a is b for a, b in zip(split_last(out, sizes), kept, strict=True))
+    assert not any(a is b for a, b in zip(split_last(out, sizes), kept, strict=True))
     kernel = layer.kernel.value
-    got = torch.autograd.grad(mdn_keras.mdn_nll(y, out, d, k).sum(), kernel)[0]
+    got = torch.autograd.grad(loss_fn(y, out), kernel)[0]
     copied = layer(x) * 1.0  # a new tensor: no kept blocks
     assert not hasattr(copied, "_mdn_keras_blocks")
-    want = torch.autograd.grad(mdn_keras.mdn_nll(y, copied, d, k).sum(), kernel)[0]
+    want = torch.autograd.grad(loss_fn(y, copied), kernel)[0]
     np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-6, atol=1e-7)
+    # `mdn_nll` reads the flat output itself: its derivative is there.
+    assert torch.autograd.grad(mdn_keras.mdn_nll(y, out, d, k).sum(), out)[0].shape == out.shape
     # Changed in place: the kept blocks are stale, so the output is split.
     with torch.no_grad():
         out.mul_(1.5)
-    blocks = split_last(out, sizes)
+    with reusing_blocks():
+        blocks = split_last(out, sizes)
     np.testing.assert_array_equal(to_numpy(blocks[0]), to_numpy(out[:, : k * d]))
+    # Detached in place, or given new data: no derivative reaches the layer,
+    # and the value is that of the new data.
+    detached = layer(x)
+    detached.detach_()
+    assert not loss_fn(y, detached).requires_grad
+    replaced = layer(x)
+    replaced.data = 1.0 + torch.abs(replaced.data)
+    np.testing.assert_allclose(
+        to_numpy(loss_fn(y, replaced)), to_numpy(loss_fn(y, replaced.detach().clone())), rtol=1e-6
+    )
     # Without gradients (inference) nothing is kept.
     with torch.no_grad():
         assert not hasattr(layer(x), "_mdn_keras_blocks")

@@ -726,6 +726,22 @@ def test_quantile_derivative_compiles(name, rng):
     np.testing.assert_allclose(xla_grad(upper, params), eager, rtol=1e-4, atol=1e-5)
 
 
+def test_a_nan_level_leaves_the_other_quantiles_derivatives_finite(rng):
+    # Levels 0, 1 or NaN give NaN quantiles with a derivative of 0; the
+    # finite quantiles of the same params keep theirs (a reverse pass used to
+    # multiply that 0 by the NaN partials of the cdf at the NaN root).
+    from backend_utils import value_and_grad
+
+    params = random_params(rng, (1,), 1, 2)
+    # A tensor of levels (NumPy levels outside (0, 1) raise instead).
+    levels = keras.ops.convert_to_tensor(np.array([[np.nan], [0.3], [1.0]], np.float32))
+    value, grad = value_and_grad(lambda p: mixture_quantile(p, levels, 1, 2)[1], params)
+    _, alone = value_and_grad(lambda p: mixture_quantile(p, levels[1:2], 1, 2)[0], params)
+    assert np.all(np.isfinite(value))
+    np.testing.assert_allclose(grad, alone, rtol=1e-6, atol=1e-7)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
 def test_quantile_of_bfloat16_params_in_a_traced_call(rng):
     # The derivative pass of traced calls names the dtype's smallest normal
     # number; NumPy alone does not know bfloat16.
