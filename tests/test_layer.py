@@ -229,3 +229,35 @@ def test_mask_passes_through():
 def test_get_loss_matches_head():
     loss = mdn_keras.MDN(3, 5).get_loss(reduction="none")
     assert (loss.output_dim, loss.num_mixtures, loss.reduction) == (3, 5, "none")
+
+
+@pytest.mark.parametrize("d", [2, 32])
+def test_wide_heads_project_the_same_values_and_gradients(d):
+    # A wide output (D=32, K=5 after 16 inputs) is projected block by block
+    # on PyTorch (see `_projected_blocks`): the same values as one product,
+    # and on PyTorch the same gradients as the float64 chain rule.
+    k = 5
+    rng = np.random.default_rng(1)
+    layer = mdn_keras.MDN(d, k)
+    x = rng.normal(size=(6, 16)).astype("float32")
+    layer.build(x.shape)
+    layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))  # not the zeros
+    out = layer(x)
+    raw = x.astype(np.float64) @ to_numpy(layer.kernel) + to_numpy(layer.bias)
+    kd = k * d
+    want = np.concatenate(
+        [raw[:, :kd], np.logaddexp(0, raw[:, kd : 2 * kd]) + 1e-4, raw[:, 2 * kd :]], -1
+    )
+    np.testing.assert_allclose(to_numpy(out), want, rtol=1e-5, atol=1e-5)
+    if keras.backend.backend() != "torch":
+        return
+    import torch
+
+    weight = rng.normal(size=want.shape)
+    kernel = layer.kernel.value
+    (got,) = torch.autograd.grad((out * torch.tensor(weight, dtype=out.dtype)).sum(), kernel)
+    upstream = weight.copy()
+    upstream[:, kd : 2 * kd] *= special.expit(raw[:, kd : 2 * kd])
+    np.testing.assert_allclose(
+        to_numpy(got), x.T.astype(np.float64) @ upstream, rtol=1e-4, atol=1e-4
+    )
