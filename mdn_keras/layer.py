@@ -25,17 +25,20 @@ if TYPE_CHECKING:
 def _projected_blocks(inputs: Tensor, kernel: Any, bias: Any, sizes: list[int]) -> list:
     """`inputs @ kernel + bias`, `(..., P)`, as blocks of `sizes` along the last axis.
 
-    One product, then one split (XLA cancels the split's gradient against
-    the loss's concatenate). On PyTorch (eager) the split's gradient is a
-    copy of the whole `(..., P)` gradient, while one product per block (of
-    the kernel's columns) costs `n - 1` additions of `(..., input_dim)`
-    gradients instead; so the blocks are projected one by one where that is
-    less, `(n - 1) input_dim < P` (at K=5, D=32 after a 128-wide layer:
-    0.94x-0.98x the training step, side by side; at D=8, where it is not
-    less, it was 1.07x). The weights are the same either way.
+    One product, then one split. Without XLA (PyTorch; TensorFlow's graphs,
+    as in Keras' CPU training step) the split's gradient is a copy of the
+    whole `(..., P)` gradient, while one product per block (of the kernel's
+    columns) costs `n - 1` additions of `(..., input_dim)` gradients
+    instead; so there the blocks are projected one by one where that is
+    less, `(n - 1) input_dim < P`. Training step at K=5, D=32 after a
+    128-wide layer, side by side: PyTorch 0.94x-1.00x, TensorFlow
+    0.93x-0.99x; at D=8, where it is not less, PyTorch took 1.07x; JAX
+    (XLA) 1.00x-1.01x, so it keeps one product. The weights are the same
+    either way.
     """
     input_dim = int(kernel.shape[0])
-    if keras.backend.backend() == "torch" and (len(sizes) - 1) * input_dim < sum(sizes):
+    per_block = keras.backend.backend() in ("torch", "tensorflow")
+    if per_block and (len(sizes) - 1) * input_dim < sum(sizes):
         blocks, start = [], 0
         for size in sizes:
             stop = start + size

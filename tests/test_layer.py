@@ -234,8 +234,9 @@ def test_get_loss_matches_head():
 @pytest.mark.parametrize("d", [2, 32])
 def test_wide_heads_project_the_same_values_and_gradients(d):
     # A wide output (D=32, K=5 after 16 inputs) is projected block by block
-    # on PyTorch (see `_projected_blocks`): the same values as one product,
-    # and on PyTorch the same gradients as the float64 chain rule.
+    # on PyTorch and TensorFlow (see `_projected_blocks`): the same values as
+    # one product, and (checked on PyTorch) the same gradients as the
+    # float64 chain rule.
     k = 5
     rng = np.random.default_rng(1)
     layer = mdn_keras.MDN(d, k)
