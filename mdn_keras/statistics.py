@@ -260,7 +260,8 @@ def mixture_mode(
     it is that location's derivative. The updates run only when a
     derivative is taken (on JAX and TensorFlow also inside compiled
     functions: `jax.jit` inference does not run them), in float32 for
-    half-precision params; where they overflow the value is kept.
+    half-precision params; where they overflow the value is kept and the
+    derivative there is 0.
 
     Args:
         params: `(..., params_size(output_dim, num_mixtures, component))` flat MDN output.
