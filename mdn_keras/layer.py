@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Optional
 
 import keras
@@ -22,37 +23,72 @@ if TYPE_CHECKING:
     from mdn_keras.mixture import Mixture
 
 
+#: PyTorch projects a wide head block by block only from this many elements of
+#: saved copying per step, `rows * (P - (n - 1) input_dim)`: below it the extra
+#: products' fixed cost is the larger (see `_projected_blocks`).
+TORCH_PER_BLOCK_MIN_ELEMENTS = 2**17
+
+
 def _projected_blocks(inputs: Tensor, kernel: Any, bias: Any, sizes: list[int]) -> list:
     """`inputs @ kernel + bias`, `(..., P)`, as blocks of `sizes` along the last axis.
 
     One product, then one split. Without XLA (PyTorch; TensorFlow's graphs,
     as in Keras' CPU training step) the split's gradient is a copy of the
-    whole `(..., P)` gradient, while one product per block (of the kernel's
-    columns) costs `n - 1` additions of `(..., input_dim)` gradients
-    instead; so there the blocks are projected one by one where that is
-    less, `(n - 1) input_dim < P`. Training step at K=5, D=32 after a
-    128-wide layer, side by side: PyTorch 0.94x-1.00x, TensorFlow
-    0.93x-0.99x; at D=8, where it is not less, PyTorch took 1.07x; JAX
-    (XLA) 1.00x-1.01x, so it keeps one product. The weights are the same
-    either way.
+    whole `(rows, P)` gradient, while one product per block (of the
+    kernel's columns) costs `n - 1` additions of `(rows, input_dim)`
+    gradients instead, and more calls. So TensorFlow projects the blocks
+    one by one where the copy is the larger, `(n - 1) input_dim < P`, and
+    PyTorch, whose calls each cost Python time, where it is larger by
+    `TORCH_PER_BLOCK_MIN_ELEMENTS` over all rows. Training step at K=5,
+    D=32 after a 128-wide layer, per block against one product, side by
+    side: PyTorch 1.06x at B=8, 1.04x at B=1024, 0.94x at B=4096;
+    TensorFlow 0.93x-0.99x; at D=8, where no copy is saved, PyTorch took
+    1.07x at B=4096. JAX (XLA) 1.00x-1.01x, so it keeps one product. The
+    weights are the same either way, split once (TensorFlow at B=1024:
+    0.96x the time of a slice per block).
     """
     input_dim = int(kernel.shape[0])
-    per_block = keras.backend.backend() in ("torch", "tensorflow")
-    if per_block and (len(sizes) - 1) * input_dim < sum(sizes):
-        blocks, start = [], 0
-        for size in sizes:
-            stop = start + size
-            blocks.append(ops.add(ops.matmul(inputs, kernel[:, start:stop]), bias[start:stop]))
-            start = stop
-        return blocks
-    return split_last(ops.add(ops.matmul(inputs, kernel), bias), sizes)
+    saved = sum(sizes) - (len(sizes) - 1) * input_dim  # per row
+    backend = keras.backend.backend()
+    per_block = backend == "tensorflow" and saved > 0
+    if backend == "torch" and saved > 0:
+        lead = tuple(inputs.shape[:-1])  # symbolic under `torch.export`: one product
+        static = all(type(n) is int for n in lead)
+        per_block = static and math.prod(lead) * saved >= TORCH_PER_BLOCK_MIN_ELEMENTS
+    if not per_block:
+        return split_last(_product(inputs, kernel, bias), sizes)
+    # One split of the weights (not a slice per block): its gradient is one
+    # concatenate of the blocks' gradients, not a zero-filled full-size
+    # buffer per block added up.
+    kernels = split_last(ops.convert_to_tensor(kernel), sizes)
+    biases = split_last(ops.convert_to_tensor(bias), sizes)
+    return [_product(inputs, k, b) for k, b in zip(kernels, biases, strict=True)]
+
+
+def _product(inputs: Tensor, kernel: Any, bias: Any) -> Tensor:
+    """`inputs @ kernel + bias`, `(..., units)`.
+
+    On PyTorch one `torch.addmm` over the flattened leading axes: the bias
+    is added by the product (no pass of its own over the output, one call
+    in place of Keras' two).
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        kernel, bias = ops.convert_to_tensor(kernel), ops.convert_to_tensor(bias)
+        if isinstance(inputs, torch.Tensor) and inputs.dtype == kernel.dtype == bias.dtype:
+            lead = tuple(inputs.shape[:-1])
+            out = torch.addmm(bias, inputs.reshape(-1, inputs.shape[-1]), kernel)
+            return out.reshape(*lead, kernel.shape[-1])
+    return ops.add(ops.matmul(inputs, kernel), bias)
 
 
 @keras.saving.register_keras_serializable(package="mdn_keras")
 class MDN(keras.layers.Layer):
     """Mixture Density Network head: a mixture over a `D`-dim target.
 
-    One dense projection (a single matmul) produces
+    One dense projection (one kernel and bias; a wide head may be multiplied
+    block by block, the same values) produces
     `params_size(output_dim, num_mixtures, component)` values; the family's
     constraints make them valid (the scale block goes through a positive,
     bounded activation). For the default `"normal"` family the output is the

@@ -70,7 +70,7 @@ def log_gamma_half_ratio(a: Tensor) -> Tensor:
     big = a > _HALF_RATIO_SERIES_FROM
     a_big = ops.where(big, a, _HALF_RATIO_SERIES_FROM + 1.0)
     a_small = ops.where(big, 1.0, a)
-    inv = 1.0 / a_big
+    inv = ops.divide(1.0, a_big)
     inv2 = inv * inv
     series = 0.5 * ops.log(a_big) + inv * (
         -1.0 / 8.0

@@ -231,23 +231,29 @@ def test_get_loss_matches_head():
     assert (loss.output_dim, loss.num_mixtures, loss.reduction) == (3, 5, "none")
 
 
+@pytest.mark.parametrize("min_elements", [0, 2**62], ids=["per_block", "one_product"])
+@pytest.mark.parametrize("lead", [(), (6,), (2, 3)], ids=["rank1", "rank2", "rank3"])
 @pytest.mark.parametrize("d", [2, 32])
-def test_wide_heads_project_the_same_values_and_gradients(d):
+def test_wide_heads_project_the_same_values_and_gradients(d, lead, min_elements, monkeypatch):
     # A wide output (D=32, K=5 after 16 inputs) is projected block by block
-    # on PyTorch and TensorFlow (see `_projected_blocks`): the same values as
-    # one product, and (checked on PyTorch) the same gradients as the
-    # float64 chain rule.
+    # on TensorFlow, and on PyTorch from enough rows (`min_elements` sets
+    # that; see `_projected_blocks`; each product there is one `addmm` over
+    # the flattened leading axes): the same values as one product for inputs
+    # of any rank, and (checked on PyTorch) the same kernel and bias
+    # gradients as the float64 chain rule.
+    monkeypatch.setattr(mdn_keras.layer, "TORCH_PER_BLOCK_MIN_ELEMENTS", min_elements)
     k = 5
     rng = np.random.default_rng(1)
     layer = mdn_keras.MDN(d, k)
-    x = rng.normal(size=(6, 16)).astype("float32")
+    x = rng.normal(size=(*lead, 16)).astype("float32")
     layer.build(x.shape)
     layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))  # not the zeros
     out = layer(x)
+    assert tuple(out.shape) == (*lead, layer.params_size)
     raw = x.astype(np.float64) @ to_numpy(layer.kernel) + to_numpy(layer.bias)
     kd = k * d
     want = np.concatenate(
-        [raw[:, :kd], np.logaddexp(0, raw[:, kd : 2 * kd]) + 1e-4, raw[:, 2 * kd :]], -1
+        [raw[..., :kd], np.logaddexp(0, raw[..., kd : 2 * kd]) + 1e-4, raw[..., 2 * kd :]], -1
     )
     np.testing.assert_allclose(to_numpy(out), want, rtol=1e-5, atol=1e-5)
     if keras.backend.backend() != "torch":
@@ -255,10 +261,11 @@ def test_wide_heads_project_the_same_values_and_gradients(d):
     import torch
 
     weight = rng.normal(size=want.shape)
-    kernel = layer.kernel.value
-    (got,) = torch.autograd.grad((out * torch.tensor(weight, dtype=out.dtype)).sum(), kernel)
+    kernel, bias = layer.kernel.value, layer.bias.value
+    loss = (out * torch.tensor(weight, dtype=out.dtype)).sum()
+    got_kernel, got_bias = torch.autograd.grad(loss, [kernel, bias])
     upstream = weight.copy()
-    upstream[:, kd : 2 * kd] *= special.expit(raw[:, kd : 2 * kd])
-    np.testing.assert_allclose(
-        to_numpy(got), x.T.astype(np.float64) @ upstream, rtol=1e-4, atol=1e-4
-    )
+    upstream[..., kd : 2 * kd] *= special.expit(raw[..., kd : 2 * kd])
+    x2, up2 = x.reshape(-1, 16).astype(np.float64), upstream.reshape(-1, want.shape[-1])
+    np.testing.assert_allclose(to_numpy(got_kernel), x2.T @ up2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(got_bias), up2.sum(0), rtol=1e-4, atol=1e-4)

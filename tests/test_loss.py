@@ -307,6 +307,26 @@ def test_loss_of_the_layers_output_takes_its_blocks_in_a_graph(rng, component):
     assert by_output(x, y) is not None
 
 
+def test_shapes_reshape_matches_numpy_and_keeps_gradients():
+    # `shapes.reshape` (PyTorch: `Tensor.reshape` directly) reshapes as
+    # NumPy does, with -1, rank changes both ways and a 0-row batch, and
+    # the gradient flows back through it.
+    from mdn_keras.shapes import reshape
+
+    values = np.arange(24, dtype="float32").reshape(2, 12)
+    for shape in [(2, 3, 4), (-1, 4), (24,), (2, 1, 12), (1, -1)]:
+        got = reshape(ops.convert_to_tensor(values), shape)
+        np.testing.assert_array_equal(to_numpy(got), values.reshape(shape))
+    empty = reshape(ops.zeros((0, 12)), (0, 3, 4))
+    assert tuple(empty.shape) == (0, 3, 4)
+    weights = np.linspace(-1, 1, 24).reshape(4, 6)
+    _, grad = value_and_grad(
+        lambda x: ops.sum(reshape(x, (4, 6)) * ops.convert_to_tensor(weights, "float32")),
+        values,
+    )
+    np.testing.assert_allclose(to_numpy(grad), weights.reshape(2, 12), rtol=1e-6)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graphs")
 def test_split_last_takes_a_concatenates_blocks_only_where_they_match():
     import tensorflow as tf

@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Optional
 import keras
 from keras import ops
 
-from mdn_keras.shapes import lead_shape, merge_last, shape_str
+from mdn_keras.shapes import lead_shape, merge_last, reshape, shape_str
 from mdn_keras.types import Seed, Tensor
 
 #: Maps raw values to positive scales: the `MDN` layer's scale activation.
@@ -90,8 +90,7 @@ class Family:
     def unflatten(self, blocks: list, output_dim: int, num_mixtures: int) -> Parts:
         """Flat blocks `(..., K * part_size)` -> parts `(..., K, *part_shape)`."""
         return tuple(
-            ops.reshape(block, (*lead_shape(block, 1), num_mixtures, output_dim))
-            for block in blocks
+            reshape(block, (*lead_shape(block, 1), num_mixtures, output_dim)) for block in blocks
         )
 
     def flatten(self, parts: Parts, output_dim: int) -> list:

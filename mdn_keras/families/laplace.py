@@ -41,7 +41,7 @@ class Laplace(Family):
         # One division (1 / b), shared as in `Normal.log_prob_with_vjp`.
         loc, scale = parts
         diff = y - loc
-        inv = 1.0 / scale
+        inv = ops.divide(1.0, scale)
         ratio = ops.abs(diff) * inv
         log_p = -ops.sum(ratio - ops.log(inv) + _LOG_2, axis=-1)
 
@@ -105,7 +105,7 @@ class Laplace(Family):
         # on a location stays there).
         loc, scale = parts
         dist = ops.maximum(ops.abs(x[..., None, :] - loc), 1e-6 * scale)
-        return diag_mode_update(1.0 / (scale * dist), loc, resp)
+        return diag_mode_update(ops.divide(1.0, scale * dist), loc, resp)
 
     def tfp(self, tfd: Any, parts: Parts) -> Any:
         loc, scale = parts
