@@ -70,7 +70,10 @@ def _product(inputs: Tensor, kernel: Any, bias: Any) -> Tensor:
 
     On PyTorch one `torch.addmm` over the flattened leading axes: the bias
     is added by the product (no pass of its own over the output, one call
-    in place of Keras' two).
+    in place of Keras' two), in the inputs' dtype (float64 in float64,
+    where Keras' `ops.matmul` computes it in float32). Under
+    `torch.autocast` the product runs in the autocast dtype and the result
+    is cast back, as `ops.matmul` does, so the head computes in float32.
     """
     if keras.backend.backend() == "torch":
         import torch
@@ -78,7 +81,8 @@ def _product(inputs: Tensor, kernel: Any, bias: Any) -> Tensor:
         kernel, bias = ops.convert_to_tensor(kernel), ops.convert_to_tensor(bias)
         if isinstance(inputs, torch.Tensor) and inputs.dtype == kernel.dtype == bias.dtype:
             lead = tuple(inputs.shape[:-1])
-            out = torch.addmm(bias, inputs.reshape(-1, inputs.shape[-1]), kernel)
+            rows = inputs.reshape(math.prod(lead), inputs.shape[-1])  # also for 0 columns
+            out = torch.addmm(bias, rows, kernel).to(inputs.dtype)
             return out.reshape(*lead, kernel.shape[-1])
     return ops.add(ops.matmul(inputs, kernel), bias)
 

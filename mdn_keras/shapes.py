@@ -103,8 +103,12 @@ def concat_last(blocks: Sequence[Tensor]) -> Tensor:
     # Only where a derivative will be taken: elsewhere the split is cheap
     # views, and kept blocks would hold memory as long as the result lives.
     if keras.backend.backend() == "torch" and out.requires_grad:
+        try:
+            data_ptr = out.data_ptr()
+        except RuntimeError:  # traced (`torch.export`, `torch.compile`): no storage
+            return out
         sizes = tuple(int(b.shape[-1]) for b in blocks)
-        kept = (out._version, sizes, tuple(blocks), out.grad_fn, out.data_ptr())
+        kept = (out._version, sizes, tuple(blocks), out.grad_fn, data_ptr)
         setattr(out, _BLOCKS, kept)
     return out
 

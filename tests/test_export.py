@@ -281,3 +281,20 @@ def test_export_onnx(tmp_path, deploy_model):
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
     check_outputs(names, session.run(None, dict(zip(inputs, feed, strict=True))), want)
+
+
+@pytest.mark.torch_only
+@pytest.mark.parametrize("rows", [8, 500], ids=["one_product", "per_block"])
+def test_torch_export_traces_a_head_whose_weights_require_grad(rows):
+    # `torch.export` traces with tensors that have no storage: the layer then
+    # keeps no blocks for the loss (`concat_last`), and the exported program
+    # gives the eager values.
+    import torch
+
+    model = keras.Sequential([keras.Input((16,)), mdn_keras.MDN(32, 5)])
+    x = torch.tensor(np.random.default_rng(5).normal(size=(rows, 16)), dtype=torch.float32)
+    assert torch.is_grad_enabled() and model.layers[-1].kernel.value.requires_grad
+    program = torch.export.export(model, (x,))
+    np.testing.assert_allclose(
+        to_numpy(program.module()(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6
+    )

@@ -242,6 +242,7 @@ def test_wide_heads_project_the_same_values_and_gradients(d, lead, min_elements,
     # of any rank, and (checked on PyTorch) the same kernel and bias
     # gradients as the float64 chain rule.
     monkeypatch.setattr(mdn_keras.layer, "TORCH_PER_BLOCK_MIN_ELEMENTS", min_elements)
+    products = _count_products(monkeypatch)
     k = 5
     rng = np.random.default_rng(1)
     layer = mdn_keras.MDN(d, k)
@@ -249,6 +250,9 @@ def test_wide_heads_project_the_same_values_and_gradients(d, lead, min_elements,
     layer.build(x.shape)
     layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))  # not the zeros
     out = layer(x)
+    # D=32 saves copying (2 * 16 < 325), D=2 does not (2 * 16 > 25).
+    per_block = {"tensorflow": d == 32, "torch": d == 32 and min_elements == 0}
+    assert products == ([3] if per_block.get(keras.backend.backend(), False) else [1])
     assert tuple(out.shape) == (*lead, layer.params_size)
     raw = x.astype(np.float64) @ to_numpy(layer.kernel) + to_numpy(layer.bias)
     kd = k * d
@@ -269,3 +273,72 @@ def test_wide_heads_project_the_same_values_and_gradients(d, lead, min_elements,
     x2, up2 = x.reshape(-1, 16).astype(np.float64), upstream.reshape(-1, want.shape[-1])
     np.testing.assert_allclose(to_numpy(got_kernel), x2.T @ up2, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(to_numpy(got_bias), up2.sum(0), rtol=1e-4, atol=1e-4)
+
+
+def _count_products(monkeypatch):
+    """A list whose one entry counts the products the next `MDN` call makes."""
+    calls = [0]
+    product = mdn_keras.layer._product
+
+    def counted(*args):
+        calls[0] += 1
+        return product(*args)
+
+    monkeypatch.setattr(mdn_keras.layer, "_product", counted)
+    return calls
+
+
+@pytest.mark.parametrize("extra_row", [0, 1], ids=["below", "at"])
+def test_torch_projects_block_by_block_from_enough_rows(extra_row, monkeypatch):
+    # D=32, K=5 after 16 inputs saves 325 - 2 * 16 = 293 copied values per
+    # row: PyTorch multiplies block by block from 2**17 of them, TensorFlow
+    # whenever some are saved, JAX never (XLA fuses either way).
+    rows = -(-mdn_keras.layer.TORCH_PER_BLOCK_MIN_ELEMENTS // 293) - 1 + extra_row
+    layer = mdn_keras.MDN(32, 5)
+    x = np.random.default_rng(2).normal(size=(rows, 16)).astype("float32")
+    layer.build(x.shape)
+    products = _count_products(monkeypatch)
+    layer(x)
+    per_block = {"tensorflow": True, "torch": extra_row == 1}
+    assert products == ([3] if per_block.get(keras.backend.backend(), False) else [1])
+
+
+@pytest.mark.parametrize("rows", [7, 5000], ids=["one_product", "per_block"])
+def test_float64_heads_compute_in_float64(rows):
+    # A float64 head is float64 throughout (Keras' PyTorch `ops.matmul`
+    # would compute the product in float32: errors ~1e-6); JAX refuses
+    # float64 unless its 64-bit mode is on.
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            with pytest.raises(ValueError, match="jax_enable_x64"):
+                mdn_keras.MDN(32, 5, dtype="float64")
+            return
+    rng = np.random.default_rng(3)
+    layer = mdn_keras.MDN(32, 5, dtype="float64")
+    x = rng.normal(size=(rows, 128))
+    layer.build(x.shape)
+    layer.bias.assign(rng.normal(size=layer.bias.shape))
+    out = to_numpy(layer(ops.convert_to_tensor(x, "float64")))
+    assert out.dtype == np.float64
+    raw = x @ to_numpy(layer.kernel) + to_numpy(layer.bias)
+    kd = 5 * 32
+    np.testing.assert_allclose(out[:, :kd], raw[:, :kd], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[:, 2 * kd :], raw[:, 2 * kd :], rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.autocast")
+@pytest.mark.parametrize("rows", [7, 5000], ids=["one_product", "per_block"])
+def test_torch_autocast_leaves_the_head_in_float32(rows):
+    # Under `torch.autocast` the products run in bfloat16 but the head's
+    # output (scales, logits) stays float32, as the layer computes in float32.
+    import torch
+
+    layer = mdn_keras.MDN(32, 5)
+    x = torch.tensor(np.random.default_rng(4).normal(size=(rows, 128)), dtype=torch.float32)
+    want = to_numpy(layer(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(to_numpy(out), want, rtol=0.05, atol=0.05)
