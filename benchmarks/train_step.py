@@ -16,6 +16,12 @@ compiled with Adam and the backend's default `jit_compile`, and times
              log-determinant, no mixture): less elementwise work than any
              mixture likelihood, so `bound/kmdn` is the lowest ratio a head and
              loss in `keras.ops` can reach in that cell;
+* headbound: `mdn_keras.MDN` (its default scale activation) with the same
+             residual term alone as its loss, reading the head's blocks as
+             `MDNLoss` does: the lowest any loss on this package's default
+             head can reach, so `headbound/kmdn` above a target shows that
+             the head alone (projection, scale activation, concatenate)
+             misses it, whatever the loss;
 * kmdn:      keras-mdn-layer's `MDN` and `get_mixture_loss_func(D, K)`;
 * ours:      `mdn_keras.MDN` and `mdn_keras.MDNLoss` (one column per component
              family when `mdn_keras` lists several, see `families()`);
@@ -148,6 +154,21 @@ def bound_loss(d: int, k: int) -> Callable:
     return loss
 
 
+def head_bound_loss(d: int, k: int) -> Callable:
+    """The residual term alone (see `bound`) of the `mdn_keras.MDN` output,
+    its blocks read as `MDNLoss` reads them (`reusing_blocks`)."""
+    from mdn_keras.shapes import reusing_blocks, split_last
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        with reusing_blocks():
+            loc, s, _ = split_last(y_pred, [k * d, k * d, k])
+        y = ops.expand_dims(ops.reshape(y_true, (-1, d)), 1)
+        z = (y - ops.reshape(loc, (-1, k, d))) * ops.reshape(s, (-1, k, d))
+        return ops.sum(z * z, axis=(-2, -1))
+
+    return loss
+
+
 def build(head: keras.layers.Layer, loss: Any, seed: int = 0) -> keras.Model:
     """The benchmark body with `head` on top, compiled with Adam and `loss`."""
     keras.utils.set_random_seed(seed)
@@ -175,6 +196,7 @@ def candidates(
     out: dict[str, tuple[keras.Model, bool]] = {
         "floor": (build(keras.layers.Dense(p), "mse"), True),
         "bound": (build(keras.layers.Dense(p), bound_loss(d, k)), False),
+        "headbound": (build(mdn_keras.MDN(d, k), head_bound_loss(d, k)), False),
     }
     if keras_mdn_layer is not None:
         out["kmdn"] = (
@@ -263,8 +285,8 @@ def report(cells: list[dict[str, Any]]) -> str:
     refs = [r for r in ("kmdn", "hand", "floor") if r in names]
     for n in mine:
         header += [f"{n}/{r}" for r in refs]
-    if "bound" in names and "kmdn" in names:
-        header.append("bound/kmdn")
+    lows = [n for n in ("bound", "headbound") if n in names and "kmdn" in names]
+    header += [f"{n}/kmdn" for n in lows]
     rows = []
     for cell in cells:
         s = cell["samples"]
@@ -272,8 +294,7 @@ def report(cells: list[dict[str, Any]]) -> str:
         row += [f"{median(s[n]) * 1e3:.2f}" if n in s else "OOM" for n in names]
         for n in mine:
             row += [f"{ratio(s, n, r):.2f}x" if n in s and r in s else "-" for r in refs]
-        if "bound/kmdn" in header:
-            row.append(f"{ratio(s, 'bound', 'kmdn'):.2f}x" if "bound" in s and "kmdn" in s else "-")
+        row += [f"{ratio(s, n, 'kmdn'):.2f}x" if n in s and "kmdn" in s else "-" for n in lows]
         rows.append(row)
     return markdown_table(header, rows)
 

@@ -24,16 +24,27 @@ code runs eagerly on the TensorFlow, JAX and PyTorch backends.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+import collections
+import weakref
+from typing import Any, Callable, Optional, Sequence, Union
 
 import keras
 from keras import ops
 
-from mdn_keras.checks import is_int
-from mdn_keras.families import ComponentLike, get_family
+from mdn_keras import _compile
+from mdn_keras.checks import is_int, per_row_value
+from mdn_keras.families import ComponentLike, Family, get_family
 from mdn_keras.layer import MDN
 from mdn_keras.params import check_positive_int, params_size
-from mdn_keras.sampling import check_temperature, sample, split_seed
+from mdn_keras.sampling import (
+    _drawn_seed,
+    _sample_draws,
+    check_temperature,
+    draw_inputs,
+    noise_size,
+    sample,
+    split_seed,
+)
 from mdn_keras.shapes import shape_str as _shape_str
 from mdn_keras.types import Seed, Tensor
 
@@ -286,6 +297,106 @@ def make_step_model(model: keras.Model, name: Optional[str] = None) -> keras.Mod
     )
 
 
+#: Rollout step functions (`_step_function`) of each step model, dropped with it;
+#: at most `_STEPS_PER_MODEL` per model, the least recently used going first.
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPS_PER_MODEL = 8
+
+
+def _step_function(
+    step_model: keras.Model,
+    num_data: int,
+    dtype: str,
+    *,
+    shape: tuple,
+    validate: tuple,
+    output_dim: int,
+    num_mixtures: int,
+    family: Family,
+) -> Callable:
+    """One rollout step: one compiled program on JAX and TensorFlow.
+
+    `step(data, states, seed, temperatures) -> (x, states)`: the step
+    model's inference call (as `predict_on_batch` makes it) and the draw of
+    the next input from a seed tensor (as an eager `sample` makes it), so
+    the numbers are those of the two calls, without their per-call costs
+    and the copies of the parameters and states to NumPy and back. On JAX
+    and TensorFlow one program per step model and static options (traced
+    anew per input shape); the weights are read at every call, so they may
+    change between rollouts. On PyTorch the model is called under
+    `torch.no_grad()` and the draw made op by op. `shape` and `validate`
+    are as `draw_inputs` gives them.
+    """
+    backend = keras.backend.backend()
+    # The step functions hold the model weakly: `_STEPS` holds them for as long as it lives.
+    ref = weakref.ref(step_model)
+
+    def model() -> keras.Model:
+        found = ref()
+        assert found is not None, "a step function outlived its model"
+        return found
+
+    key = (num_data, dtype, shape, validate, output_dim, num_mixtures, family)
+    steps = _STEPS.setdefault(step_model, collections.OrderedDict())
+    if key in steps:
+        steps.move_to_end(key)
+        return steps[key]
+    options: dict[str, Any] = dict(
+        shape=shape,
+        validate=validate,
+        output_dim=output_dim,
+        num_mixtures=num_mixtures,
+        family=family,
+    )
+
+    def draw(outputs: Any, seed: Tensor, temperatures: list) -> tuple:
+        if backend != "torch":
+            _compile.trace_counts["rollout_step"] += 1
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        x = _sample_draws(outputs[0], seed, *temperatures, **options)
+        return ops.cast(x, dtype), outputs[1:]
+
+    if backend == "jax":
+        import jax
+
+        @jax.jit
+        def pure(variables: tuple, inputs: list, seed: Tensor, temperatures: list) -> tuple:
+            outputs, _ = model().stateless_call(*variables, inputs, training=False)
+            return draw(outputs, seed, temperatures)
+
+        def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
+            variables = (
+                [v.value for v in model().trainable_variables],
+                [v.value for v in model().non_trainable_variables],
+            )
+            return pure(variables, [*data, *states], seed, temperatures)
+
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        def call(inputs: list) -> Any:
+            return model()(inputs, training=False)
+
+        if step_model.jit_compile:  # as `predict_on_batch` runs the model
+            call = tf.function(call, jit_compile=True, autograph=False)
+
+        @tf.function(autograph=False)  # no XLA for the draw (see `sample`)
+        def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
+            return draw(call([*data, *states]), seed, temperatures)
+
+    else:
+        import torch
+
+        def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
+            with torch.no_grad():
+                return draw(model()([*data, *states], training=False), seed, temperatures)
+
+    steps[key] = step
+    while len(steps) > _STEPS_PER_MODEL:
+        steps.popitem(last=False)
+    return step
+
+
 def _seed_generator(seed: Seed) -> Seed:
     """The generator a rollout draws from: a fresh one for an int seed (so the
     same int replays the same rollouts), the caller's generator (which
@@ -439,16 +550,42 @@ def rollout(
             )
 
     generator = _seed_generator(seed)
+    step = None
+    eager = [x, *states, *[v for v in (temperature, sigma_temperature) if ops.is_tensor(v)]]
+    if keras.backend.backend() == "torch" or _compile.compiles_here(*eager):
+        # The draw's inputs, checked as `sample` checks them, against a stand-in for the params.
+        spec = keras.KerasTensor((batch, out_size), dtype=step_model.outputs[0].dtype)
+        temperatures, options = draw_inputs(
+            spec,
+            per_row_value("temperature", temperature, spec),
+            per_row_value("sigma_temperature", sigma_temperature, spec),
+            (batch, noise_size(output_dim, num_mixtures, family)),
+        )
+        step = _step_function(
+            step_model,
+            len(data_specs),
+            dtype,
+            output_dim=output_dim,
+            num_mixtures=num_mixtures,
+            family=family,
+            **options,
+        )
+    # Each step's actions, cut in one op (a slice per step costs an eager call each).
+    step_actions = [] if actions is None else ops.unstack(actions[:, :num_steps], axis=1)
     samples = []
     for t in range(num_steps):
         if actions is None:
             data = [x]
         elif len(data_specs) == 2:
-            data = [x, actions[:, t]]
+            data = [x, step_actions[t]]
         else:
-            data = [ops.concatenate([x, actions[:, t]], axis=-1)]
-        # Keras' compiled inference path (jit on JAX, tf.function on
-        # TensorFlow, no_grad on PyTorch); it returns NumPy arrays.
+            data = [ops.concatenate([x, step_actions[t]], axis=-1)]
+        if step is not None:
+            x, states = step(data, states, _drawn_seed(generator), temperatures)
+            samples.append(x)
+            continue
+        # Inside a trace (`jax.jit`, `tf.function`): Keras' inference path,
+        # which returns NumPy arrays.
         outputs = step_model.predict_on_batch([*data, *states])
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         params = ops.convert_to_tensor(outputs[0])

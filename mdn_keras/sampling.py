@@ -302,6 +302,28 @@ def _drawn_seed(seed: Seed) -> Any:
     return seed if ops.is_tensor(seed) else ops.convert_to_tensor(seed)
 
 
+def draw_inputs(
+    params: Any,
+    temperature: Union[float, Tensor],
+    sigma_temperature: Union[float, Tensor],
+    shape: tuple,
+) -> tuple[list, dict]:
+    """The temperature inputs and the static options of `_sample_draws`.
+
+    Args:
+        params: the parameters, or anything with their `dtype`.
+        temperature, sigma_temperature: as `per_row_value` returns them for
+            `params`; numbers become 0-d tensors (one compiled program for
+            every value).
+        shape: the shape of the noise.
+
+    Returns:
+        `([temperature, sigma_temperature], {"shape": ..., "validate": ...})`.
+    """
+    temperatures = _temperature_tensors(temperature, sigma_temperature, params=params)
+    return temperatures, {"shape": shape, "validate": _validated(temperature, sigma_temperature)}
+
+
 def _sample_draws(
     params: Tensor, seed: Tensor, *temperatures: Tensor, shape: tuple, **options: Any
 ) -> Tensor:
@@ -437,17 +459,17 @@ def sample(
     ):
         # Eagerly on JAX or TensorFlow: the seed is drawn here, the noise and
         # the draws in one compiled program (the same numbers as op by op).
+        temperatures, options = draw_inputs(params, temperature, sigma_temperature, shape)
         return _compile.call(
             _sample_draws,
             params,
             _drawn_seed(seed),
-            *_temperature_tensors(temperature, sigma_temperature, params=params),
-            shape=shape,
+            *temperatures,
             output_dim=output_dim,
             num_mixtures=num_mixtures,
             family=family,
-            validate=_validated(temperature, sigma_temperature),
             xla_=False,  # XLA derives Philox's key from a seed input its own way
+            **options,
         )
     uniform = random_uniform(shape, dtype, seed)
     return _from_noise(

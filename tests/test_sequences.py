@@ -331,6 +331,98 @@ def test_rollout_validation(mdn_rnn_step):
         rollout(step, z0, 5, 2, 3, actions=actions, seed="1")
 
 
+def op_by_op_rollout(monkeypatch, *args, **kwargs):
+    """`rollout` as a loop of `predict_on_batch` and `sample` calls (the path
+    PyTorch takes), for comparison with the compiled steps of JAX and TensorFlow."""
+    with monkeypatch.context() as patch:
+        patch.setattr(mdn_keras.generation, "_step_function", lambda *a, **k: None)
+        return rollout(*args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", ["int", "generator", "global"])
+@pytest.mark.parametrize(
+    "temperatures",
+    [
+        {},
+        {"temperature": 0.7, "sigma_temperature": 0.0},
+        {"temperature": "per_row", "sigma_temperature": 1.3},
+    ],
+)
+def test_rollout_draws_what_predict_on_batch_and_sample_draw(
+    mdn_rnn_step, monkeypatch, seed, temperatures
+):
+    _, step = mdn_rnn_step
+    z0, actions = rollout_inputs(batch=4, steps=6)
+    if temperatures.get("temperature") == "per_row":
+        temperatures = {**temperatures, "temperature": ops.convert_to_tensor([0.5, 1.0, 2.0, 0.0])}
+
+    def run(fn, *extra):
+        if seed == "global":
+            keras.utils.set_random_seed(5)
+        seeds = {"int": 5, "generator": keras.random.SeedGenerator(5), "global": None}
+        samples, states = fn(
+            *extra,
+            step,
+            z0,
+            6,
+            2,
+            3,
+            actions=actions,
+            seed=seeds[seed],
+            return_state=True,
+            **temperatures,
+        )
+        return to_np(samples), [to_np(s) for s in states]
+
+    samples, states = run(rollout)
+    reference, reference_states = run(op_by_op_rollout, monkeypatch)
+    assert np.isfinite(samples).all()
+    np.testing.assert_array_equal(samples, reference)
+    for got, want in zip(states, reference_states, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_rollout_compiles_one_step_program_and_reads_current_weights(monkeypatch):
+    from mdn_keras import _compile
+
+    keras.utils.set_random_seed(9)
+    model = build_mdn_rnn(2, 1, hidden_units=8, num_mixtures=3)
+    step = make_step_model(model)
+    z0, actions = rollout_inputs(batch=4, steps=5)
+    before = _compile.trace_counts["rollout_step"]
+    first = to_np(rollout(step, z0, 5, 2, 3, actions=actions, seed=1))
+    rollout(step, z0, 5, 2, 3, actions=actions, seed=2, temperature=0.5)
+    rollout(step, z0, 5, 2, 3, actions=actions, seed=3, temperature=1.5, sigma_temperature=0.2)
+    compiles = keras.backend.backend() in ("jax", "tensorflow")
+    # Seeds and number temperatures are inputs of the one program, not constants of new ones.
+    assert _compile.trace_counts["rollout_step"] - before == (1 if compiles else 0)
+
+    # The weights are read at every call: trained (here: perturbed) weights are used.
+    model.set_weights([w + 0.25 for w in model.get_weights()])
+    after = to_np(rollout(step, z0, 5, 2, 3, actions=actions, seed=1))
+    assert not np.allclose(after, first)
+    reference = to_np(op_by_op_rollout(monkeypatch, step, z0, 5, 2, 3, actions=actions, seed=1))
+    np.testing.assert_array_equal(after, reference)
+    assert _compile.trace_counts["rollout_step"] - before == (1 if compiles else 0)
+
+
+def test_rollout_step_functions_do_not_keep_the_step_model_alive():
+    import gc
+    import weakref
+
+    from mdn_keras.generation import _STEPS
+
+    model = build_mdn_rnn(2, 1, hidden_units=8, num_mixtures=3)
+    step = make_step_model(model)
+    z0, actions = rollout_inputs(batch=4, steps=5)
+    rollout(step, z0, 5, 2, 3, actions=actions, seed=1)
+    assert step in _STEPS
+    alive = weakref.ref(step)
+    del model, step
+    gc.collect()
+    assert alive() is None
+
+
 # ------------------------------------------------------------------ training
 
 
