@@ -303,12 +303,34 @@ _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _STEPS_PER_MODEL = 8
 
 
+def _model_inputs(data: list, states: list) -> Any:
+    """The step model's inputs: a list, or the one tensor of a model with one input."""
+    inputs = [*data, *states]
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+def _steps_as_functions(step_model: keras.Model) -> bool:
+    """Whether `rollout` runs `step_model` through `_step_function`: where
+    `predict_on_batch` would run it the way that function does (compiled on
+    JAX, in a graph on TensorFlow, eagerly on PyTorch), so the numbers are
+    the same; otherwise it calls `predict_on_batch` (a model set to run
+    eagerly, or on JAX one that cannot be compiled, `jit_compile=False`; on
+    PyTorch one compiled with `torch.compile`, `jit_compile=True`)."""
+    if step_model.run_eagerly:
+        return False
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return bool(step_model.jit_compile)
+    if backend == "torch":
+        return not step_model.jit_compile
+    return backend == "tensorflow"
+
+
 def _step_function(
     step_model: keras.Model,
     num_data: int,
     dtype: str,
     *,
-    shape: tuple,
     validate: tuple,
     output_dim: int,
     num_mixtures: int,
@@ -317,15 +339,17 @@ def _step_function(
     """One rollout step: one compiled program on JAX and TensorFlow.
 
     `step(data, states, seed, temperatures) -> (x, states)`: the step
-    model's inference call (as `predict_on_batch` makes it) and the draw of
-    the next input from a seed tensor (as an eager `sample` makes it), so
-    the numbers are those of the two calls, without their per-call costs
-    and the copies of the parameters and states to NumPy and back. On JAX
-    and TensorFlow one program per step model and static options (traced
-    anew per input shape); the weights are read at every call, so they may
-    change between rollouts. On PyTorch the model is called under
-    `torch.no_grad()` and the draw made op by op. `shape` and `validate`
-    are as `draw_inputs` gives them.
+    model's inference call (as `predict_on_batch` makes it, state updates
+    of its layers included) and the draw of the next input from a seed
+    tensor (as an eager `sample` makes it), so the numbers are those of the
+    two calls, without their per-call costs and the copies of the
+    parameters and states to NumPy and back. On JAX and TensorFlow one
+    program per step model and static options, traced anew per input shape
+    (`jax.jit` and `tf.function` keep each); the weights are read at every
+    call, so they may change between rollouts. On PyTorch the model is
+    called under `torch.no_grad()` and the draw made op by op. `validate`
+    is as `draw_inputs` gives it; see `_steps_as_functions` for where this
+    is used.
     """
     backend = keras.backend.backend()
     # The step functions hold the model weakly: `_STEPS` holds them for as long as it lives.
@@ -336,24 +360,23 @@ def _step_function(
         assert found is not None, "a step function outlived its model"
         return found
 
-    key = (num_data, dtype, shape, validate, output_dim, num_mixtures, family)
+    # `compile()` may change how the model runs: a new function then.
+    key = (num_data, dtype, validate, output_dim, num_mixtures, family, step_model.jit_compile)
     steps = _STEPS.setdefault(step_model, collections.OrderedDict())
     if key in steps:
         steps.move_to_end(key)
         return steps[key]
     options: dict[str, Any] = dict(
-        shape=shape,
-        validate=validate,
-        output_dim=output_dim,
-        num_mixtures=num_mixtures,
-        family=family,
+        validate=validate, output_dim=output_dim, num_mixtures=num_mixtures, family=family
     )
+    size = noise_size(output_dim, num_mixtures, family)
 
     def draw(outputs: Any, seed: Tensor, temperatures: list) -> tuple:
         if backend != "torch":
             _compile.trace_counts["rollout_step"] += 1
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-        x = _sample_draws(outputs[0], seed, *temperatures, **options)
+        shape = (*tuple(outputs[0].shape)[:-1], size)  # static in every trace
+        x = _sample_draws(outputs[0], seed, *temperatures, shape=shape, **options)
         return ops.cast(x, dtype), outputs[1:]
 
     if backend == "jax":
@@ -361,15 +384,19 @@ def _step_function(
 
         @jax.jit
         def pure(variables: tuple, inputs: list, seed: Tensor, temperatures: list) -> tuple:
-            outputs, _ = model().stateless_call(*variables, inputs, training=False)
-            return draw(outputs, seed, temperatures)
+            outputs, updated = model().stateless_call(*variables, inputs, training=False)
+            return draw(outputs, seed, temperatures), updated
 
         def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
-            variables = (
-                [v.value for v in model().trainable_variables],
-                [v.value for v in model().non_trainable_variables],
-            )
-            return pure(variables, [*data, *states], seed, temperatures)
+            trainable = model().trainable_variables
+            non_trainable = model().non_trainable_variables
+            variables = ([v.value for v in trainable], [v.value for v in non_trainable])
+            out, updated = pure(variables, _model_inputs(data, states), seed, temperatures)
+            # What layers update in inference (their own random generators,
+            # counters), written back as `predict_on_batch` does.
+            for variable, value in zip(non_trainable, updated, strict=True):
+                variable.assign(value)
+            return out
 
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -382,14 +409,15 @@ def _step_function(
 
         @tf.function(autograph=False)  # no XLA for the draw (see `sample`)
         def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
-            return draw(call([*data, *states]), seed, temperatures)
+            return draw(call(_model_inputs(data, states)), seed, temperatures)
 
     else:
         import torch
 
         def step(data: list, states: list, seed: Tensor, temperatures: list) -> tuple:
             with torch.no_grad():
-                return draw(model()([*data, *states], training=False), seed, temperatures)
+                inputs = _model_inputs(data, states)
+                return draw(model()(inputs, training=False), seed, temperatures)
 
     steps[key] = step
     while len(steps) > _STEPS_PER_MODEL:
@@ -552,7 +580,9 @@ def rollout(
     generator = _seed_generator(seed)
     step = None
     eager = [x, *states, *[v for v in (temperature, sigma_temperature) if ops.is_tensor(v)]]
-    if keras.backend.backend() == "torch" or _compile.compiles_here(*eager):
+    if _steps_as_functions(step_model) and (
+        keras.backend.backend() == "torch" or _compile.compiles_here(*eager)
+    ):
         # The draw's inputs, checked as `sample` checks them, against a stand-in for the params.
         spec = keras.KerasTensor((batch, out_size), dtype=step_model.outputs[0].dtype)
         temperatures, options = draw_inputs(
@@ -565,10 +595,10 @@ def rollout(
             step_model,
             len(data_specs),
             dtype,
+            validate=options["validate"],
             output_dim=output_dim,
             num_mixtures=num_mixtures,
             family=family,
-            **options,
         )
     # Each step's actions, cut in one op (a slice per step costs an eager call each).
     step_actions = [] if actions is None else ops.unstack(actions[:, :num_steps], axis=1)
@@ -584,9 +614,10 @@ def rollout(
             x, states = step(data, states, _drawn_seed(generator), temperatures)
             samples.append(x)
             continue
-        # Inside a trace (`jax.jit`, `tf.function`): Keras' inference path,
-        # which returns NumPy arrays.
-        outputs = step_model.predict_on_batch([*data, *states])
+        # Inside a trace (`jax.jit`, `tf.function`), or a model that runs
+        # eagerly (see `_steps_as_functions`): Keras' inference path, which
+        # returns NumPy arrays.
+        outputs = step_model.predict_on_batch(_model_inputs(data, states))
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         params = ops.convert_to_tensor(outputs[0])
         states = [ops.convert_to_tensor(s) for s in outputs[1:]]

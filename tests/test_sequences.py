@@ -406,6 +406,95 @@ def test_rollout_compiles_one_step_program_and_reads_current_weights(monkeypatch
     assert _compile.trace_counts["rollout_step"] - before == (1 if compiles else 0)
 
 
+class InferenceNoise(keras.layers.Layer):
+    """Adds noise from its own generator, in inference too: a layer whose
+    state (the generator's) changes at every call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = keras.random.SeedGenerator(0)
+
+    def call(self, x):
+        return x + keras.random.normal(ops.shape(x), seed=self.generator)
+
+
+class ThroughNumPy(keras.layers.Layer):
+    """The identity through NumPy: runs eagerly only (`supports_jit = False`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_jit = False
+
+    def call(self, x):
+        return ops.convert_to_tensor(np.asarray(ops.convert_to_numpy(x)))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def mlp_step_model(layer):
+    """`Input(2) -> layer -> Dense -> MDN(2, 3)`: a step model with no states."""
+    keras.utils.set_random_seed(3)
+    x = keras.Input((2,))
+    return keras.Model(x, mdn_keras.MDN(2, 3)(keras.layers.Dense(6, "tanh")(layer(x))))
+
+
+def test_rollout_keeps_the_state_layers_update_in_inference(monkeypatch):
+    z0 = np.zeros((4, 2), "float32")
+    runs = {}
+    for name, run in (("new", rollout), ("old", None)):
+        noise = InferenceNoise()
+        step = mlp_step_model(noise)
+        args = (step, z0, 4, 2, 3)
+        kwargs = dict(seed=1, temperature=0.0, sigma_temperature=0.0)
+        if run is None:
+            draws = [to_np(op_by_op_rollout(monkeypatch, *args, **kwargs)) for _ in range(2)]
+        else:
+            draws = [to_np(run(*args, **kwargs)) for _ in range(2)]
+        runs[name] = (draws, to_np(noise.generator.state.value))
+    (new, new_state), (old, old_state) = runs["new"], runs["old"]
+    # The generator advanced at every step, so the second rollout differs from the first.
+    assert not np.allclose(new[0], new[1])
+    for got, want in zip(new, old, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(new_state, old_state)
+
+
+@pytest.mark.parametrize("how", ["run_eagerly", "layer_without_jit"])
+def test_rollout_of_models_that_run_eagerly(monkeypatch, how):
+    from mdn_keras.generation import _steps_as_functions
+
+    if how == "run_eagerly":
+        step = mlp_step_model(keras.layers.Identity())
+        step.compile(run_eagerly=True)
+    else:
+        step = mlp_step_model(ThroughNumPy())
+        if keras.backend.backend() == "tensorflow":
+            step.compile(run_eagerly=True)  # how TensorFlow runs such a layer
+    if how == "run_eagerly" or keras.backend.backend() != "torch":
+        assert not _steps_as_functions(step)
+    z0 = np.zeros((4, 2), "float32")
+    got = to_np(rollout(step, z0, 3, 2, 3, seed=1))
+    want = to_np(op_by_op_rollout(monkeypatch, step, z0, 3, 2, 3, seed=1))
+    assert got.shape == (4, 3, 2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rollout_traces_once_per_batch_size_however_many():
+    from mdn_keras import _compile
+
+    step = mlp_step_model(keras.layers.Identity())
+    sizes = range(1, 11)  # more than the functions kept per model: shapes are not in their key
+    counts = []
+    for _ in range(2):
+        before = _compile.trace_counts["rollout_step"]
+        for n in sizes:
+            rollout(step, np.zeros((n, 2), "float32"), 2, 2, 3, seed=n)
+        counts.append(_compile.trace_counts["rollout_step"] - before)
+    compiles = keras.backend.backend() in ("jax", "tensorflow")
+    assert counts == ([len(sizes), 0] if compiles else [0, 0])
+
+
 def test_rollout_step_functions_do_not_keep_the_step_model_alive():
     import gc
     import weakref
