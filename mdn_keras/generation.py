@@ -328,7 +328,6 @@ def _steps_as_functions(step_model: keras.Model) -> bool:
 
 def _step_function(
     step_model: keras.Model,
-    num_data: int,
     dtype: str,
     *,
     validate: tuple,
@@ -361,7 +360,7 @@ def _step_function(
         return found
 
     # `compile()` may change how the model runs: a new function then.
-    key = (num_data, dtype, validate, output_dim, num_mixtures, family, step_model.jit_compile)
+    key = (dtype, validate, output_dim, num_mixtures, family, step_model.jit_compile)
     steps = _STEPS.setdefault(step_model, collections.OrderedDict())
     if key in steps:
         steps.move_to_end(key)
@@ -585,17 +584,15 @@ def rollout(
     ):
         # The draw's inputs, checked as `sample` checks them, against a stand-in for the params.
         spec = keras.KerasTensor((batch, out_size), dtype=step_model.outputs[0].dtype)
-        temperatures, options = draw_inputs(
+        temperatures, validate = draw_inputs(
             spec,
             per_row_value("temperature", temperature, spec),
             per_row_value("sigma_temperature", sigma_temperature, spec),
-            (batch, noise_size(output_dim, num_mixtures, family)),
         )
         step = _step_function(
             step_model,
-            len(data_specs),
             dtype,
-            validate=options["validate"],
+            validate=validate,
             output_dim=output_dim,
             num_mixtures=num_mixtures,
             family=family,

@@ -306,22 +306,20 @@ def draw_inputs(
     params: Any,
     temperature: Union[float, Tensor],
     sigma_temperature: Union[float, Tensor],
-    shape: tuple,
-) -> tuple[list, dict]:
-    """The temperature inputs and the static options of `_sample_draws`.
+) -> tuple[list, tuple]:
+    """The temperature inputs of `_sample_draws` and its `validate` option.
 
     Args:
         params: the parameters, or anything with their `dtype`.
         temperature, sigma_temperature: as `per_row_value` returns them for
             `params`; numbers become 0-d tensors (one compiled program for
             every value).
-        shape: the shape of the noise.
 
     Returns:
-        `([temperature, sigma_temperature], {"shape": ..., "validate": ...})`.
+        `([temperature, sigma_temperature], validate)`.
     """
     temperatures = _temperature_tensors(temperature, sigma_temperature, params=params)
-    return temperatures, {"shape": shape, "validate": _validated(temperature, sigma_temperature)}
+    return temperatures, _validated(temperature, sigma_temperature)
 
 
 def _sample_draws(
@@ -459,17 +457,18 @@ def sample(
     ):
         # Eagerly on JAX or TensorFlow: the seed is drawn here, the noise and
         # the draws in one compiled program (the same numbers as op by op).
-        temperatures, options = draw_inputs(params, temperature, sigma_temperature, shape)
+        temperatures, validate = draw_inputs(params, temperature, sigma_temperature)
         return _compile.call(
             _sample_draws,
             params,
             _drawn_seed(seed),
             *temperatures,
+            shape=shape,
             output_dim=output_dim,
             num_mixtures=num_mixtures,
             family=family,
+            validate=validate,
             xla_=False,  # XLA derives Philox's key from a seed input its own way
-            **options,
         )
     uniform = random_uniform(shape, dtype, seed)
     return _from_noise(

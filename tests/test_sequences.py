@@ -5,6 +5,8 @@ computations on the *unpadded* sequences, so a mask or weight that did not
 reach the loss (or a wrong denominator) makes them disagree.
 """
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -333,7 +335,7 @@ def test_rollout_validation(mdn_rnn_step):
 
 def op_by_op_rollout(monkeypatch, *args, **kwargs):
     """`rollout` as a loop of `predict_on_batch` and `sample` calls (the path
-    PyTorch takes), for comparison with the compiled steps of JAX and TensorFlow."""
+    of a model that runs eagerly), for comparison with the step functions."""
     with monkeypatch.context() as patch:
         patch.setattr(mdn_keras.generation, "_step_function", lambda *a, **k: None)
         return rollout(*args, **kwargs)
@@ -442,15 +444,11 @@ def mlp_step_model(layer):
 def test_rollout_keeps_the_state_layers_update_in_inference(monkeypatch):
     z0 = np.zeros((4, 2), "float32")
     runs = {}
-    for name, run in (("new", rollout), ("old", None)):
+    for name, run in (("new", rollout), ("old", functools.partial(op_by_op_rollout, monkeypatch))):
         noise = InferenceNoise()
         step = mlp_step_model(noise)
-        args = (step, z0, 4, 2, 3)
         kwargs = dict(seed=1, temperature=0.0, sigma_temperature=0.0)
-        if run is None:
-            draws = [to_np(op_by_op_rollout(monkeypatch, *args, **kwargs)) for _ in range(2)]
-        else:
-            draws = [to_np(run(*args, **kwargs)) for _ in range(2)]
+        draws = [to_np(run(step, z0, 4, 2, 3, **kwargs)) for _ in range(2)]
         runs[name] = (draws, to_np(noise.generator.state.value))
     (new, new_state), (old, old_state) = runs["new"], runs["old"]
     # The generator advanced at every step, so the second rollout differs from the first.
